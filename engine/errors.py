@@ -1,0 +1,81 @@
+"""RoundTable's exception tree, drawn in one place.
+
+    RoundTableError
+    ├── ConfigError              a setting or installation is wrong; fix the configuration
+    │   └── ModelNotConfigured   no LLM is configured and the embedded one is not installed
+    ├── BadRequest               user input is invalid; the message quotes the value and the choices
+    │   ├── UnknownPersona
+    │   └── BallotDocumentError  a tally document is malformed
+    ├── SessionNotFound          no stored session has that id
+    ├── RuleMismatch             stored ballots cannot be counted under the requested rule
+    ├── BudgetExhausted          the session's token or dollar budget is spent
+    ├── AgentUnavailable         one agent failed or timed out (the engine degrades, it does not stop)
+    ├── LLMError                 the model provider failed (HTTP error, connection refused, timeout)
+    │   └── LLMOutputInvalid     the model replied, but not with the structured output asked for
+    ├── BusUnavailable           the collaboration bus (Redis) cannot be reached
+    └── StoreUnavailable         the session store (database) cannot be reached
+
+Control-flow signals, such as a repair retry, are not errors and live outside this tree.
+"""
+
+from __future__ import annotations
+
+
+class RoundTableError(Exception):
+    """Root of every error RoundTable raises on purpose."""
+
+
+class ConfigError(RoundTableError):
+    """The configuration or installation is wrong; nothing will work until it is fixed."""
+
+
+class ModelNotConfigured(ConfigError):
+    """No model is configured, and the embedded local model is not installed."""
+
+
+class BadRequest(RoundTableError):
+    """User input is invalid. The message names the value and the valid choices."""
+
+
+class UnknownPersona(BadRequest):
+    """A team names a persona id that is not defined."""
+
+
+class BallotDocumentError(BadRequest):
+    """A tally document is malformed (not JSON, no candidates, unknown rule...)."""
+
+
+class SessionNotFound(RoundTableError):
+    """No stored session has the given id."""
+
+
+class RuleMismatch(RoundTableError):
+    """Stored ballots do not carry the field another voting rule needs."""
+
+
+class BudgetExhausted(RoundTableError):
+    """The session's token or dollar budget is spent."""
+
+
+class AgentUnavailable(RoundTableError):
+    """An agent failed or did not answer in time."""
+
+
+class LLMError(RoundTableError):
+    """The model provider failed: HTTP error, refused connection or timeout."""
+
+
+class LLMOutputInvalid(LLMError):
+    """The model answered, but its reply is not the structured output that was asked for."""
+
+    def __init__(self, message: str, *, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class BusUnavailable(RoundTableError):
+    """The collaboration bus cannot be reached."""
+
+
+class StoreUnavailable(RoundTableError):
+    """The session store cannot be reached."""

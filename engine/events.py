@@ -1,0 +1,81 @@
+"""The session event log: everything a session did, append-only.
+
+Results, transcripts and analytics are derived from these events, and a crashed session resumes from
+them. Each event has a key (kind, step, agent); the store keeps one event per key and session.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from engine.turns import TurnReply
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Event(BaseModel):
+    at: datetime = Field(default_factory=_now)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        kind: str = getattr(self, "kind")  # noqa: B009 - every subclass defines it as a Literal
+        return (kind, getattr(self, "step", ""), getattr(self, "agent", ""))
+
+
+class SessionStarted(_Event):
+    """The session's configuration, frozen: a resume runs with exactly this."""
+
+    kind: Literal["session_started"] = "session_started"
+    config: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TurnCompleted(_Event):
+    """One agent's turn for one step, or the fallback that stood in for it."""
+
+    kind: Literal["turn_completed"] = "turn_completed"
+    step: str
+    agent: str
+    reply: TurnReply
+    fallback: bool = False
+    reason: str | None = None
+
+
+class StepCompleted(_Event):
+    """A step is done; for discussion rounds it records the early-stop decision."""
+
+    kind: Literal["step_completed"] = "step_completed"
+    step: str
+    stop: bool = False
+    reason: str | None = None
+    last_round_announced: bool = False
+
+
+class LateUsage(_Event):
+    """Usage reported by a turn that arrived after the engine had given up on it."""
+
+    kind: Literal["late_usage"] = "late_usage"
+    step: str
+    agent: str
+    reply: TurnReply
+
+
+class SessionCompleted(_Event):
+    kind: Literal["session_completed"] = "session_completed"
+    result: dict[str, Any]
+
+
+class SessionFailed(_Event):
+    kind: Literal["session_failed"] = "session_failed"
+    reason: str
+
+
+SessionEvent = Annotated[
+    SessionStarted | TurnCompleted | StepCompleted | LateUsage | SessionCompleted | SessionFailed,
+    Field(discriminator="kind"),
+]
