@@ -1,0 +1,33 @@
+"""The platform-neutral application layer: what every front end calls."""
+
+from engine.errors import (
+    BadRequest,
+    ConfigError,
+    RoundTableError,
+    RuleMismatch,
+    SessionNotFound,
+)
+from engine.progress import Progress
+from engine.rules import VOTING_RULES
+
+from bot.request import SessionRequest
+from bot.runner import SessionRunner
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.tally import tally_lines, tally_text
+
+__all__ = [
+    "VOTING_RULES",
+    "BadRequest",
+    "ConfigError",
+    "Progress",
+    "RoundTableError",
+    "RuleMismatch",
+    "Runtime",
+    "SessionNotFound",
+    "SessionRequest",
+    "SessionRunner",
+    "Settings",
+    "tally_lines",
+    "tally_text",
+]

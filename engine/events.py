@@ -44,6 +44,8 @@ class TurnCompleted(_Event):
     reply: TurnReply
     fallback: bool = False
     reason: str | None = None
+    #: For votes: the ballot in proposal ids (labels mapped back), exactly as it is counted.
+    ballot: dict[str, Any] | None = None
 
 
 class StepCompleted(_Event):

@@ -1,0 +1,238 @@
+"""The `roundtable` command line (shared/contracts/cli.md): parse, call `bot`, render."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from bot import (
+    BadRequest,
+    RoundTableError,
+    RuleMismatch,
+    Runtime,
+    SessionNotFound,
+    SessionRequest,
+    SessionRunner,
+    Settings,
+    tally_lines,
+    tally_text,
+)
+from rich.console import Console
+from rich.table import Table
+
+from adapters.cli.render import LiveProgress, PlainProgress, render_result
+
+app = typer.Typer(
+    name="roundtable",
+    help="A team of LLM persona agents deliberates a question and returns a decision.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+#: Exit status for usage errors, as click uses it.
+USAGE = 2
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run(settings: Settings, work: Callable[[SessionRunner], Awaitable[T]]) -> T:
+    async def main() -> T:
+        runtime = await Runtime.open(settings)
+        try:
+            return await work(SessionRunner(runtime))
+        finally:
+            await runtime.close()
+
+    return asyncio.run(main())
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def ask(
+    topic: Annotated[str, typer.Argument(help="the question to deliberate")],
+    rounds: Annotated[int | None, typer.Option(help="discussion rounds, 1-5")] = None,
+    voting: Annotated[str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")] = None,
+    team: Annotated[str | None, typer.Option(help="default|full|compact or a,b,c")] = None,
+    model: Annotated[str | None, typer.Option(help="any LiteLLM model string")] = None,
+    api_base: Annotated[str | None, typer.Option("--api-base", help="the model API's base URL")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="the model provider's key")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="always run every round")] = False,
+    seed: Annotated[int | None, typer.Option(help="seed for shuffles and tie-breaks")] = None,
+    external_agents: Annotated[
+        bool, typer.Option("--external-agents", help="use agents served by `roundtable worker`")
+    ] = False,
+) -> None:
+    """Run one deliberation and print the decision."""
+    if external_agents:
+        raise BadRequest("--external-agents needs the agent registry, which this version does not have yet")
+    settings = _settings(model=model, api_base=api_base, api_key=api_key)
+    request = SessionRequest(
+        topic=topic, rounds=rounds, voting=voting, team=team, early_stop=not no_early_stop, seed=seed
+    )
+
+    async def work(runner: SessionRunner) -> dict[str, Any]:
+        session_id, config = runner.prepare(request)
+        runner.runtime.llm()  # fail fast, before a session is recorded, when no model is configured
+        err.print(f"session {session_id}", markup=False, highlight=False)
+        emojis = {p.id: p.emoji for p in runner.runtime.personas.values()}
+        if as_json or not err.is_terminal:
+            return await runner.run(session_id, config, progress=PlainProgress(err))
+        with LiveProgress(err, config.team, emojis) as live:
+            return await runner.run(session_id, config, progress=live)
+
+    doc = _run(settings, work)
+    _output(doc, as_json, settings)
+
+
+def _output(doc: dict[str, Any], as_json: bool, settings: Settings) -> None:
+    if as_json:
+        _print_json(doc)
+        return
+    emojis = {"analyst": "📊", "creative": "💡", "skeptic": "🔍", "pragmatist": "🔧", "ethicist": "⚖️", "summarizer": "📝"}
+    render_result(out, doc, emojis)
+
+
+@app.command()
+def show(
+    session_id: Annotated[str, typer.Argument(help="a session id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a stored session: its result, proposals and transcript."""
+    settings = _settings()
+    doc = _run(settings, lambda runner: runner.show(session_id))
+    if as_json:
+        _print_json(doc)
+        return
+    render_result(out, doc, {})
+    for entry in doc.get("transcript", []):
+        out.print(f"[round {entry['round']}] {entry['agent']}: {entry['content']}", markup=False, highlight=False)
+
+
+@app.command()
+def resume(
+    session_id: Annotated[str, typer.Argument(help="a session id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Finish an interrupted session from its event log."""
+    settings = _settings()
+    err.print(f"session {session_id}", markup=False, highlight=False)
+    doc = _run(settings, lambda runner: runner.resume(session_id, progress=PlainProgress(err)))
+    _output(doc, as_json, settings)
+
+
+@app.command(name="retally")
+def retally_command(
+    session_id: Annotated[str, typer.Argument(help="a session id")],
+    voting: Annotated[str, typer.Option(help="the rule to count under")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Count a session's stored ballots under another rule."""
+    settings = _settings()
+    doc = _run(settings, lambda runner: runner.retally(session_id, voting))
+    _output(doc, as_json, settings)
+
+
+@app.command(name="tally")
+def tally_command(
+    rule: Annotated[str | None, typer.Option(help="overrides the document's rule")] = None,
+    seed: Annotated[int | None, typer.Option(help="overrides the document's seed")] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="one document per line")] = False,
+) -> None:
+    """Count a JSON ballot document from standard input (shared/contracts/tally.md)."""
+    text = sys.stdin.read()
+    if jsonl:
+        for line in tally_lines(text.splitlines(), rule=rule, seed=seed):
+            sys.stdout.write(line + "\n")
+        return
+    _print_json(tally_text(text, rule=rule, seed=seed))
+
+
+@app.command()
+def sessions(
+    status: Annotated[str | None, typer.Option(help="running|completed|failed")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List stored sessions, newest first."""
+    if status is not None and status not in ("running", "completed", "failed"):
+        raise BadRequest(f"unknown status '{status}'; choose one of running, completed, failed")
+    rows = _run(_settings(), lambda runner: runner.runtime.store.list_sessions(status=status))
+    docs = [
+        {"id": r.id, "status": r.status, "topic": r.topic, "voting_rule": r.voting_rule, "created": r.created_at.isoformat()}
+        for r in rows
+    ]
+    if as_json:
+        _print_json(docs)
+        return
+    table = Table("id", "status", "rule", "created", "topic")
+    for d in docs:
+        table.add_row(d["id"], d["status"], d["voting_rule"], d["created"][:19], d["topic"][:60])
+    out.print(table)
+
+
+@app.command()
+def stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Analytics: agent win rates and voting-rule statistics."""
+    analytics = _run(_settings(), lambda runner: runner.runtime.store.stats())
+    doc = analytics.model_dump(mode="json")
+    if as_json:
+        _print_json(doc)
+        return
+    agents = Table("agent", "sessions", "wins", "win rate", title="Agents")
+    for a in doc["agents"]:
+        agents.add_row(a["agent"], str(a["sessions"]), str(a["wins"]), f"{a['win_rate']:.0%}")
+    rules = Table("rule", "sessions", "consensus", "rounds", "early stop", "cost $", "duration s", title="Voting rules")
+    for r in doc["rules"]:
+        rules.add_row(
+            r["voting_rule"], str(r["sessions"]), f"{r['mean_consensus']:.0%}", f"{r['mean_rounds']:.1f}",
+            f"{r['early_stop_rate']:.0%}", f"{r['mean_cost_usd']:.4f}", f"{r['mean_duration_s']:.1f}",
+        )
+    out.print(agents)
+    out.print(rules)
+
+
+def main() -> None:
+    """Entry point: one-line errors, exit 2 for bad usage, never a traceback."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    logging.basicConfig(level=os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING"), format="%(message)s", stream=sys.stderr)
+    try:
+        app(standalone_mode=False)
+    except click.UsageError as exc:
+        _fail(exc.format_message(), USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 130)
+    except (BadRequest, SessionNotFound, RuleMismatch) as exc:
+        _fail(str(exc), USAGE)
+    except RoundTableError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted; `roundtable resume ID` finishes the session", 130)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message.splitlines()[0] if message else 'failed'}\n")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Terminal rendering: live progress while a session runs, then the decision."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bot import Progress
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+BAR_WIDTH = 30
+
+
+class LiveProgress:
+    """A Rich live view of a running session: phase, who has spoken, who is still typing."""
+
+    def __init__(self, console: Console, team: list[str], emojis: dict[str, str]) -> None:
+        self._console = console
+        self._team = team
+        self._emojis = emojis
+        self._step = "starting"
+        self._status: dict[str, tuple[str, str]] = {}
+        self._started = time.monotonic()
+        self._notes: list[str] = []
+        self._live = Live(self._render(), console=console, refresh_per_second=8, transient=False)
+
+    def __enter__(self) -> LiveProgress:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.update(self._render())
+        self._live.__exit__(None, None, None)
+
+    def __call__(self, event: Progress) -> None:
+        if event.kind == "step_started":
+            self._step = _step_title(event.step or "", event.round)
+            self._status = {a: ("typing…", "") for a in event.pending}
+        elif event.kind == "turn_completed" and event.agent:
+            mark = "fallback" if event.fallback else "done"
+            self._status[event.agent] = (mark, event.detail or "")
+            line = f"{self._emojis.get(event.agent, '')} {event.agent} ({self._step}): {event.detail or ''}"
+            self._live.console.print(Text(line[:200], style="red" if event.fallback else "dim"))
+        elif event.kind == "step_completed" and event.detail:
+            self._notes.append(f"{_step_title(event.step or '', event.round)}: {event.detail}")
+        self._live.update(self._render())
+
+    def _render(self) -> Panel:
+        table = Table.grid(padding=(0, 1))
+        for agent in self._team:
+            state, gist = self._status.get(agent, ("", ""))
+            style = {"done": "green", "fallback": "red", "typing…": "yellow"}.get(state, "dim")
+            table.add_row(f"{self._emojis.get(agent, '')} {agent}", Text(state, style=style), Text(gist[:70], style="dim"))
+        elapsed = time.monotonic() - self._started
+        notes = Text("\n".join(self._notes[-3:]), style="cyan")
+        return Panel(Group(table, notes), title=f"{self._step} · {elapsed:.0f}s", border_style="blue")
+
+
+class PlainProgress:
+    """One line per event on standard error, for `--json` runs and non-terminals."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def __call__(self, event: Progress) -> None:
+        if event.kind == "turn_completed":
+            mark = "fallback" if event.fallback else "ok"
+            self._console.print(f"{event.step} {event.agent} {mark}: {(event.detail or '')[:120]}", markup=False, highlight=False)
+        elif event.kind == "step_completed" and event.detail:
+            self._console.print(f"{event.step}: {event.detail}", markup=False, highlight=False)
+
+
+def _step_title(step: str, round_no: int | None) -> str:
+    if step.startswith("round-"):
+        return f"discussion round {step.removeprefix('round-')}"
+    return {"proposals": "proposals", "votes": "voting", "discussion": "discussion"}.get(step, step)
+
+
+def vote_bars(doc: dict[str, Any]) -> Table:
+    """The vote distribution as a text bar chart."""
+    tally = doc.get("tally") or {}
+    scores: dict[str, float] = tally.get("scores", {})
+    titles = {p["id"]: p["title"] for p in doc.get("proposals", [])}
+    table = Table.grid(padding=(0, 1))
+    top = max([abs(v) for v in scores.values()] + [1])
+    for pid in tally.get("ranking", list(scores)):
+        value = scores.get(pid, 0)
+        bar = "█" * round(BAR_WIDTH * max(0, value) / top)
+        style = "bold green" if pid == tally.get("winner") else "blue"
+        table.add_row(pid, Text(bar or "·", style=style), str(value), Text(titles.get(pid, "")[:50], style="dim"))
+    return table
+
+
+def render_result(console: Console, doc: dict[str, Any], emojis: dict[str, str]) -> None:
+    degraded = doc.get("degraded") or []
+    if degraded:
+        lines = "\n".join(f"• {d.get('agent') or 'session'} at {d['step']}: {d['reason']}" for d in degraded)
+        console.print(Panel(lines, title="⚠ degraded session", border_style="red"))
+    winner = doc.get("winner")
+    tally = doc.get("tally") or {}
+    if winner is None:
+        console.print(Panel("No decision: no valid ballot was cast.", title=doc["topic"][:80], border_style="red"))
+        return
+    consensus = tally.get("consensus") or 0.0
+    head = Text()
+    head.append(f"{winner['title']}\n", style="bold")
+    head.append(f"proposed by {emojis.get(winner['author'], '')} {winner['author']}", style="cyan")
+    head.append(f" · consensus {consensus:.0%} · rule {doc['voting_rule']}")
+    head.append(f" · rounds {doc['rounds_run']}/{doc['rounds_planned']}")
+    if doc.get("stop_reason"):
+        head.append(f" ({doc['stop_reason']})", style="dim")
+    body: list[Any] = [head, Text(""), Text(winner["description"])]
+    if winner.get("benefits"):
+        body += [Text("\nBenefits", style="bold"), Text("\n".join(f"• {b}" for b in winner["benefits"]))]
+    if winner.get("steps"):
+        body += [Text("\nSteps", style="bold"), Text("\n".join(f"{i}. {s}" for i, s in enumerate(winner["steps"], 1)))]
+    body += [Text("\nVotes", style="bold"), vote_bars(doc)]
+    usage = doc.get("usage", {})
+    body.append(
+        Text(
+            f"\n{usage.get('llm_calls', 0)} LLM calls · {usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tokens"
+            f" · ${usage.get('cost_usd', 0.0):.4f} · {doc.get('duration_s', 0):.1f}s · session {doc['session_id']}",
+            style="dim",
+        )
+    )
+    console.print(Panel(Group(*body), title=f"🏛 {doc['topic'][:80]}", border_style="green"))

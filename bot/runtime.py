@@ -1,0 +1,68 @@
+"""The composition root: settings in, a wired bus, store, personas and model out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bus.connect import connect_bus
+from bus.backend import Bus
+from bus.llm import resolve_model
+from bus.redis_server import PrivateRedis
+from engine.ports import LLM
+from personas import Persona, load_personas
+from storage import SqlStore
+
+from bot.settings import Settings
+
+log = logging.getLogger("roundtable.bot")
+
+
+class Runtime:
+    """Everything a session needs, opened once per process and closed at exit."""
+
+    def __init__(self, settings: Settings, store: SqlStore, personas: dict[str, Persona]) -> None:
+        self.settings = settings
+        self.store = store
+        self.personas = personas
+        self.bus: Bus | None = None
+        self.bus_description = ""
+        self._private_redis: PrivateRedis | None = None
+        self._llm: LLM | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        """Open storage and load personas. The bus and the model are opened on first use."""
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            personas = load_personas(settings.personas_dir)
+        except ValueError as exc:
+            from engine.errors import ConfigError
+
+            raise ConfigError(str(exc)) from None
+        store = await SqlStore.open(settings.database)
+        return cls(settings, store, personas)
+
+    async def connect_bus(self) -> Bus:
+        if self.bus is None:
+            self.bus, self.bus_description, self._private_redis = await connect_bus(
+                self.settings.redis_url, Path(self.settings.data_dir)
+            )
+            log.info("roundtable.bus_connected bus=%s", self.bus_description)
+        return self.bus
+
+    def llm(self) -> LLM:
+        """The model the in-process agents call. Raises `ModelNotConfigured` with the fix in one line."""
+        if self._llm is None:
+            s = self.settings
+            self._llm = resolve_model(s.model, s.api_base, s.api_key)
+        return self._llm
+
+    async def close(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
+        if self._private_redis is not None:
+            self._private_redis.stop()
+            self._private_redis = None
+        await self.store.close()

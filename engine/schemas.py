@@ -1,0 +1,158 @@
+"""The structured outputs agents return, as JSON schemas, and their validation.
+
+The schemas are sent as `response_format`, so a provider that supports JSON schema (and the embedded
+model, through a grammar) can only produce valid shapes. Validation still runs on every reply, since
+not every provider enforces the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import LLMOutputInvalid
+from engine.rules import VotingRule
+from engine.turns import DiscussionTurn, Proposal
+
+DISCUSSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string", "maxLength": 1200},
+        "position": {"type": "string", "maxLength": 200},
+        "ready": {"type": "boolean"},
+    },
+    "required": ["message", "position", "ready"],
+    "additionalProperties": False,
+}
+
+PROPOSAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 120},
+        "description": {"type": "string", "maxLength": 1500},
+        "benefits": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 5},
+        "steps": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 8},
+    },
+    "required": ["title", "description", "benefits", "steps"],
+    "additionalProperties": False,
+}
+
+
+def ballot_schema(rule: VotingRule, labels: list[str]) -> dict[str, Any]:
+    """The ballot shape for a rule, with the voter's option labels as the only allowed values."""
+    label = {"type": "string", "enum": labels}
+    field: dict[str, Any]
+    if rule in ("majority", "unanimity"):
+        name, field = "choice", label
+    elif rule == "rated":
+        name = "ratings"
+        field = {
+            "type": "object",
+            "properties": {lab: {"type": "integer", "minimum": 1, "maximum": 5} for lab in labels},
+            "required": labels,
+            "additionalProperties": False,
+        }
+    elif rule == "approval":
+        name = "approve"
+        field = {"type": "array", "items": label, "minItems": 1, "maxItems": len(labels)}
+    else:  # ranked, condorcet
+        name = "ranking"
+        field = {"type": "array", "items": label, "minItems": 1, "maxItems": len(labels)}
+    return {
+        "type": "object",
+        "properties": {name: field, "reason": {"type": "string", "maxLength": 300}},
+        "required": [name, "reason"],
+        "additionalProperties": False,
+    }
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> dict[str, Any]:
+    """The JSON object in a reply, tolerating code fences and chatter around it."""
+    candidates = [text.strip(), *_FENCE.findall(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    snippet = text.strip().replace("\n", " ")[:80]
+    raise LLMOutputInvalid(f"reply is not a JSON object: {snippet!r}", raw=text)
+
+
+def parse_discussion(text: str) -> DiscussionTurn:
+    data = extract_json(text)
+    try:
+        turn = DiscussionTurn.model_validate(data)
+    except ValidationError as exc:
+        raise LLMOutputInvalid(_first_error(exc), raw=text) from None
+    if not turn.message.strip():
+        raise LLMOutputInvalid("'message' is empty", raw=text)
+    return turn
+
+
+def parse_proposal(text: str) -> Proposal:
+    data = extract_json(text)
+    try:
+        proposal = Proposal.model_validate(data)
+    except ValidationError as exc:
+        raise LLMOutputInvalid(_first_error(exc), raw=text) from None
+    if not proposal.title.strip() or not proposal.description.strip():
+        raise LLMOutputInvalid("'title' and 'description' must not be empty", raw=text)
+    return proposal
+
+
+def parse_ballot(text: str, rule: VotingRule, labels: list[str]) -> dict[str, Any]:
+    """The ballot in labels. Raises `LLMOutputInvalid` (carrying the raw reply) when it is not valid."""
+    data = extract_json(text)
+    problem = ballot_problem(data, rule, labels)
+    if problem:
+        raise LLMOutputInvalid(problem, raw=text)
+    return {key: data[key] for key in ("choice", "ratings", "ranking", "approve") if key in data}
+
+
+def ballot_problem(data: dict[str, Any], rule: VotingRule, labels: list[str]) -> str | None:
+    """Why a ballot in labels is invalid for a rule, or None when it is valid."""
+    known = set(labels)
+    if rule in ("majority", "unanimity"):
+        choice = data.get("choice")
+        if not isinstance(choice, str):
+            return "missing field 'choice'"
+        return None if choice in known else f"unknown option {choice!r}; choose one of {', '.join(labels)}"
+    if rule == "rated":
+        ratings = data.get("ratings")
+        if not isinstance(ratings, dict) or not ratings:
+            return "missing field 'ratings'"
+        for key, value in ratings.items():
+            if key not in known:
+                return f"unknown option {key!r}; choose from {', '.join(labels)}"
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+                return f"rating {value!r} for {key!r} is outside 1-5"
+        return None
+    name = "approve" if rule == "approval" else "ranking"
+    items = data.get(name)
+    if not isinstance(items, list) or not items:
+        return f"missing field {name!r}"
+    seen: set[str] = set()
+    for item in items:
+        if item not in known:
+            return f"unknown option {item!r}; choose from {', '.join(labels)}"
+        if item in seen:
+            return f"option {item!r} is listed twice"
+        seen.add(item)
+    return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "reply"
+    return f"{where}: {err['msg']}"
