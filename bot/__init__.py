@@ -1,5 +1,10 @@
 """The platform-neutral application layer: what every front end calls."""
 
+from bot.request import SessionRequest
+from bot.runner import SessionRunner
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.tally import tally_lines, tally_text
 from engine.errors import (
     BadRequest,
     ConfigError,
@@ -9,12 +14,6 @@ from engine.errors import (
 )
 from engine.progress import Progress
 from engine.rules import VOTING_RULES
-
-from bot.request import SessionRequest
-from bot.runner import SessionRunner
-from bot.runtime import Runtime
-from bot.settings import Settings
-from bot.tally import tally_lines, tally_text
 
 __all__ = [
     "VOTING_RULES",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 
+from pydantic import BaseModel, ValidationError
+
+from bot.settings import Settings
 from engine.config import MAX_ROUNDS, Limits, SessionConfig
 from engine.errors import BadRequest, UnknownPersona
 from engine.rules import VOTING_RULES
 from personas import Persona, resolve_team
-from pydantic import BaseModel, ValidationError
-
-from bot.settings import Settings
 
 
 class SessionRequest(BaseModel):

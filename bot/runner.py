@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.request import SessionRequest, build_config, new_session_id
+from bot.runtime import Runtime
 from bus.agent_port import BusAgentPort
 from bus.worker import PersonaWorker
 from engine.deliberation import Deliberation
@@ -14,9 +16,6 @@ from engine.progress import ProgressSink
 from engine.report import build_report, retally
 from engine.rules import VOTING_RULES, VotingRule
 from engine.turns import TurnReply
-
-from bot.request import SessionRequest, build_config, new_session_id
-from bot.runtime import Runtime
 
 
 class SessionRunner:
@@ -78,7 +77,9 @@ class SessionRunner:
         record = await self.runtime.store.get_session(session_id)
         log = SessionLog(await self.runtime.store.load_events(session_id))
         if "votes" not in log.steps:
-            raise BadRequest(f"session '{session_id}' has no completed vote to re-count (status {record.status})")
+            raise BadRequest(
+                f"session '{session_id}' has no completed vote to re-count (status {record.status})"
+            )
         retally(log, rule)  # type: ignore[arg-type]  # raises RuleMismatch before anything is built
         checked: VotingRule = rule  # type: ignore[assignment]
         return build_report(session_id, log, status=record.status, rule=checked)

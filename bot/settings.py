@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.rules import VotingRule
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.rules import VotingRule
 
 
 class Settings(BaseSettings):
@@ -14,8 +15,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", extra="ignore")
 
-    data_dir: Path = Field(default=Path.home() / ".roundtable", description="where the database and the private Redis live")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite file in data_dir when unset")
+    data_dir: Path = Field(
+        default=Path.home() / ".roundtable", description="where the database and the private Redis live"
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite file in data_dir when unset"
+    )
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ROUNDTABLE_REDIS_URL", "REDIS_URL"),
@@ -34,7 +39,9 @@ class Settings(BaseSettings):
     session_deadline_s: float = Field(default=300.0, gt=0, description="seconds a whole session may take")
     budget_tokens: int | None = Field(default=200_000, gt=0, description="token budget per session")
     budget_usd: float | None = Field(default=None, gt=0, description="dollar budget per session")
-    external_wait_s: float = Field(default=10.0, gt=0, description="how long `--external-agents` waits for workers")
+    external_wait_s: float = Field(
+        default=10.0, gt=0, description="how long `--external-agents` waits for workers"
+    )
 
     @property
     def database(self) -> str:

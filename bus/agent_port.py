@@ -13,11 +13,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-from engine.errors import AgentUnavailable, BusUnavailable
-from engine.turns import TurnReply, TurnRequest
-
 from bus.backend import Bus, stream_key
 from bus.message import AgentMessage
+from engine.errors import AgentUnavailable, BusUnavailable
+from engine.turns import TurnReply, TurnRequest
 
 log = logging.getLogger("roundtable.bus")
 
@@ -102,7 +101,9 @@ class BusAgentPort:
     async def _read_replies(self) -> None:
         try:
             while True:
-                deliveries = await self._bus.consume(self._replies, REPLY_GROUP, self._consumer, count=50, block_ms=1000)
+                deliveries = await self._bus.consume(
+                    self._replies, REPLY_GROUP, self._consumer, count=50, block_ms=1000
+                )
                 for delivery in deliveries:
                     self._dispatch(delivery.message)
                 if deliveries:
@@ -131,7 +132,9 @@ class BusAgentPort:
         future = self._waiters.get(message.correlation_id or "")
         if future is None or future.done():
             self.late_replies += 1
-            log.info("roundtable.reply_late session=%s agent=%s step=%s", self._session_id, reply.agent, reply.step)
+            log.info(
+                "roundtable.reply_late session=%s agent=%s step=%s", self._session_id, reply.agent, reply.step
+            )
             if self._on_late is not None:
                 task = asyncio.create_task(self._on_late(reply))
                 task.add_done_callback(_log_failure)

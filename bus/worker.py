@@ -11,15 +11,14 @@ import logging
 import uuid
 from collections.abc import Iterable
 
+from bus.agent_port import agent_stream
+from bus.backend import Bus, Delivery
+from bus.message import AgentMessage
 from engine.errors import BusUnavailable
 from engine.ports import LLM
 from engine.respond import respond
 from engine.turns import TurnReply, TurnRequest
 from personas import Persona
-
-from bus.agent_port import agent_stream
-from bus.backend import Bus, Delivery
-from bus.message import AgentMessage
 
 log = logging.getLogger("roundtable.worker")
 
@@ -56,7 +55,9 @@ class PersonaWorker:
     async def start(self) -> None:
         for agent in self._personas:
             await self._bus.ensure_group(agent_stream(self._workspace, agent), WORKER_GROUP)
-        self._loops = [asyncio.create_task(self._serve(agent), name=f"serve-{agent}") for agent in self._personas]
+        self._loops = [
+            asyncio.create_task(self._serve(agent), name=f"serve-{agent}") for agent in self._personas
+        ]
 
     async def stop(self) -> None:
         for task in [*self._loops, *self._tasks]:
@@ -80,7 +81,9 @@ class PersonaWorker:
             got = 0
             for agent in self._personas:
                 stream = agent_stream(self._workspace, agent)
-                deliveries = await self._bus.consume(stream, WORKER_GROUP, self._name, count=20, block_ms=idle_ms)
+                deliveries = await self._bus.consume(
+                    stream, WORKER_GROUP, self._name, count=20, block_ms=idle_ms
+                )
                 got += len(deliveries)
                 await asyncio.gather(*(self._handle(stream, agent, d) for d in deliveries))
             if not got:
@@ -91,10 +94,14 @@ class PersonaWorker:
         backoff = 0.2
         while True:
             try:
-                deliveries = await self._bus.consume(stream, WORKER_GROUP, self._name, count=10, block_ms=1000)
+                deliveries = await self._bus.consume(
+                    stream, WORKER_GROUP, self._name, count=10, block_ms=1000
+                )
                 backoff = 0.2
             except BusUnavailable as exc:
-                log.warning("roundtable.worker_bus_down agent=%s error=%s retry_in=%.1fs", agent, exc, backoff)
+                log.warning(
+                    "roundtable.worker_bus_down agent=%s error=%s retry_in=%.1fs", agent, exc, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -135,8 +142,13 @@ class PersonaWorker:
         except Exception as exc:  # an agent bug must answer as a failure, not vanish into a timeout
             log.exception("roundtable.turn_crashed agent=%s", agent)
             status = "failed"
-            reply = TurnReply(session_id=request.session_id, step=request.step, agent=agent, phase=request.phase,
-                              error=f"{agent} crashed: {type(exc).__name__}: {exc}")
+            reply = TurnReply(
+                session_id=request.session_id,
+                step=request.step,
+                agent=agent,
+                phase=request.phase,
+                error=f"{agent} crashed: {type(exc).__name__}: {exc}",
+            )
         if not reply_to:
             return
         response = AgentMessage(

@@ -48,6 +48,7 @@ def build_context(
         for agent, turn in rounds[r].items()
         if turn is not None
     ]
+
     # Cap the total: drop the oldest summary lines, then clip the full messages evenly.
     def size() -> int:
         return sum(len(e.content) for e in context) + sum(len(e.content) for e in summary)

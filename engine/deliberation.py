@@ -16,9 +16,9 @@ from typing import Any
 from engine.budget import budget_state
 from engine.config import SessionConfig
 from engine.context import build_context
+from engine.early_stop import decide
 from engine.errors import AgentUnavailable
 from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted
-from engine.early_stop import decide
 from engine.log import SessionLog, ballot_options, map_ballot, round_step
 from engine.ports import AgentPort, SessionStore
 from engine.progress import Progress, ProgressSink
@@ -59,7 +59,9 @@ class Deliberation:
         self._started = time.monotonic()
         self._log = SessionLog(await self._store.load_events(self.session_id))
         if self._log.started is None:
-            await self._record(SessionStarted(config=self.config.model_dump(mode="json"), metadata=self._metadata))
+            await self._record(
+                SessionStarted(config=self.config.model_dump(mode="json"), metadata=self._metadata)
+            )
         else:
             self.config = self._log.config  # a resume runs with the configuration it started with
         self._deadline = self._started + self.config.limits.session_deadline_s
@@ -101,8 +103,15 @@ class Deliberation:
                     message_chars=limits.message_chars,
                 )
                 requests = [
-                    self._request(agent, step, "discussion", round=r, final_round=r >= last_round,
-                                  context=context, summary=summary)
+                    self._request(
+                        agent,
+                        step,
+                        "discussion",
+                        round=r,
+                        final_round=r >= last_round,
+                        context=context,
+                        summary=summary,
+                    )
                     for agent in cfg.team
                 ]
                 await self._run_turns(step, "discussion", requests, round_no=r)
@@ -154,7 +163,12 @@ class Deliberation:
         ]
         await self._run_turns("proposals", "proposal", requests)
         await self._record(StepCompleted(step="proposals"))
-        self._emit("step_completed", step="proposals", phase="proposal", detail=f"{len(self._log.proposals())} proposals")
+        self._emit(
+            "step_completed",
+            step="proposals",
+            phase="proposal",
+            detail=f"{len(self._log.proposals())} proposals",
+        )
 
     async def _vote(self) -> None:
         if "votes" in self._log.steps:
@@ -171,7 +185,9 @@ class Deliberation:
                 elif self._log.turn("votes", agent) is None:
                     # Nothing to vote on but one's own proposal: a deliberate abstention, no model call.
                     reply = TurnReply(session_id=self.session_id, step="votes", agent=agent, phase="vote")
-                    await self._record(TurnCompleted(step="votes", agent=agent, reply=reply, ballot={"abstain": True}))
+                    await self._record(
+                        TurnCompleted(step="votes", agent=agent, reply=reply, ballot={"abstain": True})
+                    )
             await self._run_turns("votes", "vote", requests, label_maps=label_maps)
         await self._record(StepCompleted(step="votes"))
         self._emit("step_completed", step="votes", phase="vote")
@@ -212,8 +228,16 @@ class Deliberation:
             await self._record(event)
             pending.discard(request.agent)
             gist = event.reason if event.fallback else _gist(event.reply)
-            self._emit("turn_completed", step=step, phase=phase, round=round_no, agent=request.agent,
-                       fallback=event.fallback, pending=sorted(pending), detail=gist)
+            self._emit(
+                "turn_completed",
+                step=step,
+                phase=phase,
+                round=round_no,
+                agent=request.agent,
+                fallback=event.fallback,
+                pending=sorted(pending),
+                detail=gist,
+            )
 
         tasks = [asyncio.create_task(one(r)) for r in todo]
         try:
@@ -228,7 +252,9 @@ class Deliberation:
         """One turn, or its fallback. Transport failures (`BusUnavailable`) propagate."""
         timeout = min(self.config.limits.turn_timeout_s, self._deadline - time.monotonic())
         base = {"step": request.step, "agent": request.agent}
-        empty = TurnReply(session_id=self.session_id, step=request.step, agent=request.agent, phase=request.phase)
+        empty = TurnReply(
+            session_id=self.session_id, step=request.step, agent=request.agent, phase=request.phase
+        )
         try:
             if timeout <= 0:
                 raise TimeoutError
@@ -237,12 +263,14 @@ class Deliberation:
             why = "timeout" if timeout > 0 else "session deadline passed"
             reason = f"{why} after {max(0.0, timeout):.0f}s" if timeout > 0 else why
             empty.error = reason
-            return TurnCompleted(**base, reply=empty, fallback=True, reason=reason,
-                                 ballot={} if labels is not None else None)
+            return TurnCompleted(
+                **base, reply=empty, fallback=True, reason=reason, ballot={} if labels is not None else None
+            )
         except AgentUnavailable as exc:
             empty.error = str(exc)
-            return TurnCompleted(**base, reply=empty, fallback=True, reason=str(exc),
-                                 ballot={} if labels is not None else None)
+            return TurnCompleted(
+                **base, reply=empty, fallback=True, reason=str(exc), ballot={} if labels is not None else None
+            )
         ballot = map_ballot(reply.ballot, labels) if labels is not None else None
         if reply.error:
             return TurnCompleted(**base, reply=reply, fallback=True, reason=reply.error, ballot=ballot)
@@ -261,7 +289,9 @@ class Deliberation:
         if self._progress is None:
             return
         try:
-            self._progress(Progress(kind=kind, session_id=self.session_id, elapsed_s=round(self._elapsed(), 2), **fields))
+            self._progress(
+                Progress(kind=kind, session_id=self.session_id, elapsed_s=round(self._elapsed(), 2), **fields)
+            )
         except Exception:  # a broken display must never break a session
             log.exception("roundtable.progress_failed")
 

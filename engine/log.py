@@ -133,7 +133,9 @@ def ballot_options(
     options, labels = [], {}
     for label, p in zip(LABELS, shown, strict=False):
         options.append(
-            BallotOption(label=label, title=p.title, description=p.description, benefits=p.benefits, steps=p.steps)
+            BallotOption(
+                label=label, title=p.title, description=p.description, benefits=p.benefits, steps=p.steps
+            )
         )
         labels[label] = p.id
     return options, labels

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 
 from engine.turns import Phase
 
-ProgressKind = Literal["session_started", "step_started", "turn_completed", "step_completed", "session_completed"]
+ProgressKind = Literal[
+    "session_started", "step_started", "turn_completed", "step_completed", "session_completed"
+]
 
 
 class Progress(BaseModel):

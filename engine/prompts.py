@@ -6,15 +6,17 @@ is paid for on every turn.
 
 from __future__ import annotations
 
-from personas import Persona
-
 from engine.ports import ChatMessage
 from engine.turns import TurnRequest
+from personas import Persona
 
 _RULE_HOW: dict[str, str] = {
     "majority": 'Pick the single best option: {"choice": "<label>", "reason": "..."}',
     "unanimity": 'Pick the single best option: {"choice": "<label>", "reason": "..."}',
-    "rated": 'Rate every option from 1 (poor) to 5 (excellent): {"ratings": {"<label>": 1-5, ...}, "reason": "..."}',
+    "rated": (
+        "Rate every option from 1 (poor) to 5 (excellent): "
+        '{"ratings": {"<label>": 1-5, ...}, "reason": "..."}'
+    ),
     "ranked": 'Rank the options, best first, each once: {"ranking": ["<label>", ...], "reason": "..."}',
     "condorcet": 'Rank the options, best first, each once: {"ranking": ["<label>", ...], "reason": "..."}',
     "approval": 'List every option you would accept: {"approve": ["<label>", ...], "reason": "..."}',
@@ -58,9 +60,7 @@ def user_prompt(request: TurnRequest) -> str:
             'Reply as JSON: {"title": "...", "description": "...", "benefits": ["..."], "steps": ["..."]}'
         )
     else:
-        options = "\n".join(
-            f"Option {o.label}: {o.title}. {o.description}" for o in request.options
-        )
+        options = "\n".join(f"Option {o.label}: {o.title}. {o.description}" for o in request.options)
         how = _RULE_HOW[request.voting_rule or "majority"]
         parts.append(f"Vote on these proposals. Judge each on its merits.\n{options}\n{how}")
     return "\n\n".join(parts)

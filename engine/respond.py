@@ -8,8 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from personas import Persona
-
 from engine.errors import LLMError, LLMOutputInvalid
 from engine.ports import LLM, ChatMessage, LLMRequest
 from engine.prompts import build_messages, repair_prompt
@@ -23,6 +21,7 @@ from engine.schemas import (
     parse_proposal,
 )
 from engine.turns import TurnReply, TurnRequest, Usage
+from personas import Persona
 
 MAX_TOKENS = {"discussion": 320, "proposal": 480, "vote": 200}
 
@@ -44,7 +43,9 @@ async def respond(persona: Persona, request: TurnRequest, llm: LLM) -> TurnReply
     usage = Usage()
     raws: list[str] = []
     model = ""
-    reply = TurnReply(session_id=request.session_id, step=request.step, agent=request.agent, phase=request.phase)
+    reply = TurnReply(
+        session_id=request.session_id, step=request.step, agent=request.agent, phase=request.phase
+    )
     problem = ""
     for _attempt in range(2):  # the first try and one repair
         llm_request = LLMRequest(

@@ -12,6 +12,10 @@ from typing import Annotated, Any, TypeVar
 
 import click
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from adapters.cli.render import LiveProgress, PlainProgress, render_result
 from bot import (
     BadRequest,
     RoundTableError,
@@ -24,10 +28,6 @@ from bot import (
     tally_lines,
     tally_text,
 )
-from rich.console import Console
-from rich.table import Table
-
-from adapters.cli.render import LiveProgress, PlainProgress, render_result
 
 app = typer.Typer(
     name="roundtable",
@@ -69,7 +69,9 @@ def _print_json(doc: Any) -> None:
 def ask(
     topic: Annotated[str, typer.Argument(help="the question to deliberate")],
     rounds: Annotated[int | None, typer.Option(help="discussion rounds, 1-5")] = None,
-    voting: Annotated[str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")] = None,
+    voting: Annotated[
+        str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")
+    ] = None,
     team: Annotated[str | None, typer.Option(help="default|full|compact or a,b,c")] = None,
     model: Annotated[str | None, typer.Option(help="any LiteLLM model string")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="the model API's base URL")] = None,
@@ -107,7 +109,14 @@ def _output(doc: dict[str, Any], as_json: bool, settings: Settings) -> None:
     if as_json:
         _print_json(doc)
         return
-    emojis = {"analyst": "📊", "creative": "💡", "skeptic": "🔍", "pragmatist": "🔧", "ethicist": "⚖️", "summarizer": "📝"}
+    emojis = {
+        "analyst": "📊",
+        "creative": "💡",
+        "skeptic": "🔍",
+        "pragmatist": "🔧",
+        "ethicist": "⚖️",
+        "summarizer": "📝",
+    }
     render_result(out, doc, emojis)
 
 
@@ -124,7 +133,9 @@ def show(
         return
     render_result(out, doc, {})
     for entry in doc.get("transcript", []):
-        out.print(f"[round {entry['round']}] {entry['agent']}: {entry['content']}", markup=False, highlight=False)
+        out.print(
+            f"[round {entry['round']}] {entry['agent']}: {entry['content']}", markup=False, highlight=False
+        )
 
 
 @app.command()
@@ -176,7 +187,13 @@ def sessions(
         raise BadRequest(f"unknown status '{status}'; choose one of running, completed, failed")
     rows = _run(_settings(), lambda runner: runner.runtime.store.list_sessions(status=status))
     docs = [
-        {"id": r.id, "status": r.status, "topic": r.topic, "voting_rule": r.voting_rule, "created": r.created_at.isoformat()}
+        {
+            "id": r.id,
+            "status": r.status,
+            "topic": r.topic,
+            "voting_rule": r.voting_rule,
+            "created": r.created_at.isoformat(),
+        }
         for r in rows
     ]
     if as_json:
@@ -199,11 +216,18 @@ def stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     agents = Table("agent", "sessions", "wins", "win rate", title="Agents")
     for a in doc["agents"]:
         agents.add_row(a["agent"], str(a["sessions"]), str(a["wins"]), f"{a['win_rate']:.0%}")
-    rules = Table("rule", "sessions", "consensus", "rounds", "early stop", "cost $", "duration s", title="Voting rules")
+    rules = Table(
+        "rule", "sessions", "consensus", "rounds", "early stop", "cost $", "duration s", title="Voting rules"
+    )
     for r in doc["rules"]:
         rules.add_row(
-            r["voting_rule"], str(r["sessions"]), f"{r['mean_consensus']:.0%}", f"{r['mean_rounds']:.1f}",
-            f"{r['early_stop_rate']:.0%}", f"{r['mean_cost_usd']:.4f}", f"{r['mean_duration_s']:.1f}",
+            r["voting_rule"],
+            str(r["sessions"]),
+            f"{r['mean_consensus']:.0%}",
+            f"{r['mean_rounds']:.1f}",
+            f"{r['early_stop_rate']:.0%}",
+            f"{r['mean_cost_usd']:.4f}",
+            f"{r['mean_duration_s']:.1f}",
         )
     out.print(agents)
     out.print(rules)
@@ -212,7 +236,9 @@ def stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def main() -> None:
     """Entry point: one-line errors, exit 2 for bad usage, never a traceback."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    logging.basicConfig(level=os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING"), format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING"), format="%(message)s", stream=sys.stderr
+    )
     try:
         app(standalone_mode=False)
     except click.UsageError as exc:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot import Progress
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from bot import Progress
 
 BAR_WIDTH = 30
 
@@ -54,7 +55,11 @@ class LiveProgress:
         for agent in self._team:
             state, gist = self._status.get(agent, ("", ""))
             style = {"done": "green", "fallback": "red", "typing…": "yellow"}.get(state, "dim")
-            table.add_row(f"{self._emojis.get(agent, '')} {agent}", Text(state, style=style), Text(gist[:70], style="dim"))
+            table.add_row(
+                f"{self._emojis.get(agent, '')} {agent}",
+                Text(state, style=style),
+                Text(gist[:70], style="dim"),
+            )
         elapsed = time.monotonic() - self._started
         notes = Text("\n".join(self._notes[-3:]), style="cyan")
         return Panel(Group(table, notes), title=f"{self._step} · {elapsed:.0f}s", border_style="blue")
@@ -69,7 +74,11 @@ class PlainProgress:
     def __call__(self, event: Progress) -> None:
         if event.kind == "turn_completed":
             mark = "fallback" if event.fallback else "ok"
-            self._console.print(f"{event.step} {event.agent} {mark}: {(event.detail or '')[:120]}", markup=False, highlight=False)
+            self._console.print(
+                f"{event.step} {event.agent} {mark}: {(event.detail or '')[:120]}",
+                markup=False,
+                highlight=False,
+            )
         elif event.kind == "step_completed" and event.detail:
             self._console.print(f"{event.step}: {event.detail}", markup=False, highlight=False)
 
@@ -91,7 +100,9 @@ def vote_bars(doc: dict[str, Any]) -> Table:
         value = scores.get(pid, 0)
         bar = "█" * round(BAR_WIDTH * max(0, value) / top)
         style = "bold green" if pid == tally.get("winner") else "blue"
-        table.add_row(pid, Text(bar or "·", style=style), str(value), Text(titles.get(pid, "")[:50], style="dim"))
+        table.add_row(
+            pid, Text(bar or "·", style=style), str(value), Text(titles.get(pid, "")[:50], style="dim")
+        )
     return table
 
 
@@ -103,7 +114,9 @@ def render_result(console: Console, doc: dict[str, Any], emojis: dict[str, str])
     winner = doc.get("winner")
     tally = doc.get("tally") or {}
     if winner is None:
-        console.print(Panel("No decision: no valid ballot was cast.", title=doc["topic"][:80], border_style="red"))
+        console.print(
+            Panel("No decision: no valid ballot was cast.", title=doc["topic"][:80], border_style="red")
+        )
         return
     consensus = tally.get("consensus") or 0.0
     head = Text()
@@ -117,14 +130,14 @@ def render_result(console: Console, doc: dict[str, Any], emojis: dict[str, str])
     if winner.get("benefits"):
         body += [Text("\nBenefits", style="bold"), Text("\n".join(f"• {b}" for b in winner["benefits"]))]
     if winner.get("steps"):
-        body += [Text("\nSteps", style="bold"), Text("\n".join(f"{i}. {s}" for i, s in enumerate(winner["steps"], 1)))]
+        body += [
+            Text("\nSteps", style="bold"),
+            Text("\n".join(f"{i}. {s}" for i, s in enumerate(winner["steps"], 1))),
+        ]
     body += [Text("\nVotes", style="bold"), vote_bars(doc)]
     usage = doc.get("usage", {})
-    body.append(
-        Text(
-            f"\n{usage.get('llm_calls', 0)} LLM calls · {usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tokens"
-            f" · ${usage.get('cost_usd', 0.0):.4f} · {doc.get('duration_s', 0):.1f}s · session {doc['session_id']}",
-            style="dim",
-        )
-    )
+    tokens = f"{usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tokens"
+    cost = f"${usage.get('cost_usd', 0.0):.4f}"
+    footer = f"\n{usage.get('llm_calls', 0)} LLM calls · {tokens} · {cost} · {doc.get('duration_s', 0):.1f}s"
+    body.append(Text(f"{footer} · session {doc['session_id']}", style="dim"))
     console.print(Panel(Group(*body), title=f"🏛 {doc['topic'][:80]}", border_style="green"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from engine.context import build_context, clip
 from engine.turns import DiscussionTurn
 
@@ -10,16 +11,22 @@ from engine.turns import DiscussionTurn
 def rounds_of(n: int, agents: int = 5, words: int = 200) -> dict[int, dict[str, DiscussionTurn | None]]:
     text = " ".join(["word"] * words)
     return {
-        r: {f"agent{i}": DiscussionTurn(message=f"r{r} {text}", position=f"position of {i} in {r}") for i in range(agents)}
+        r: {
+            f"agent{i}": DiscussionTurn(message=f"r{r} {text}", position=f"position of {i} in {r}")
+            for i in range(agents)
+        }
         for r in range(1, n + 1)
     }
 
 
-@pytest.mark.parametrize(("text", "limit", "expected"), [
-    ("short", 10, "short"),
-    ("one two three four five", 12, "one two…"),
-    ("a  b\n c", 10, "a b c"),
-])
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 10, "short"),
+        ("one two three four five", 12, "one two…"),
+        ("a  b\n c", 10, "a b c"),
+    ],
+)
 def test_clip_cuts_at_a_word_boundary(text: str, limit: int, expected: str) -> None:
     assert clip(text, limit) == expected
 
@@ -37,7 +44,9 @@ def test_previous_round_in_full_and_older_rounds_as_positions() -> None:
 
 @pytest.mark.parametrize("before_round", [2, 3, 4, 5, 6])
 def test_total_context_is_capped(before_round: int) -> None:
-    context, summary = build_context(rounds_of(5), before_round=before_round, context_chars=3000, message_chars=600)
+    context, summary = build_context(
+        rounds_of(5), before_round=before_round, context_chars=3000, message_chars=600
+    )
     assert sum(len(e.content) for e in context + summary) <= 3000
 
 

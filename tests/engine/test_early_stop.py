@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from engine.early_stop import decide, similarity
 from engine.turns import DiscussionTurn
 

@@ -23,7 +23,10 @@ def test_own_proposal_is_shown_without_recusal() -> None:
 
 
 def test_shuffle_is_per_voter_and_deterministic() -> None:
-    orders = {v: tuple(ballot_options(v, PROPOSALS, seed=7, recusal=False)[1].values()) for v in ["analyst", "skeptic", "ethicist"]}
+    orders = {
+        v: tuple(ballot_options(v, PROPOSALS, seed=7, recusal=False)[1].values())
+        for v in ["analyst", "skeptic", "ethicist"]
+    }
     assert len(set(orders.values())) > 1  # voters see different orders
     again = tuple(ballot_options("analyst", PROPOSALS, seed=7, recusal=False)[1].values())
     assert again == orders["analyst"]

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import pytest
+
 from engine.errors import LLMOutputInvalid
-from engine.schemas import ballot_problem, ballot_schema, extract_json, parse_ballot, parse_discussion, parse_proposal
+from engine.schemas import (
+    ballot_problem,
+    ballot_schema,
+    extract_json,
+    parse_ballot,
+    parse_discussion,
+    parse_proposal,
+)
 
 LABELS = ["A", "B", "C"]
 
@@ -37,7 +45,9 @@ def test_discussion_turn_needs_a_message(text: str) -> None:
 def test_proposal_needs_title_and_description() -> None:
     with pytest.raises(LLMOutputInvalid):
         parse_proposal('{"title": " ", "description": "d", "benefits": [], "steps": []}')
-    assert parse_proposal('{"title": "T", "description": "D", "benefits": ["b"], "steps": ["s"]}').title == "T"
+    assert (
+        parse_proposal('{"title": "T", "description": "D", "benefits": ["b"], "steps": ["s"]}').title == "T"
+    )
 
 
 @pytest.mark.parametrize(
