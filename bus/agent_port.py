@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from bus.backend import Bus, stream_key
 from bus.message import AgentMessage
@@ -33,7 +34,7 @@ def reply_stream(workspace: str, session_id: str) -> str:
     return stream_key(workspace, "session", session_id, "replies")
 
 
-LateHandler = Callable[[TurnReply], Awaitable[None]]
+LateHandler = Callable[[TurnReply], Coroutine[Any, Any, None]]
 
 
 class BusAgentPort:

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -240,12 +239,13 @@ def main() -> None:
         level=os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING"), format="%(message)s", stream=sys.stderr
     )
     try:
-        app(standalone_mode=False)
-    except click.UsageError as exc:
-        _fail(exc.format_message(), USAGE)
-    except click.exceptions.Exit as exc:
+        code = app(standalone_mode=False)
+    except typer.exceptions.TyperException as exc:  # typer's (vendored click) usage errors
+        format_message = getattr(exc, "format_message", None)
+        _fail(format_message() if format_message else str(exc), getattr(exc, "exit_code", USAGE))
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         _fail("aborted", 130)
     except (BadRequest, SessionNotFound, RuleMismatch) as exc:
         _fail(str(exc), USAGE)
@@ -253,6 +253,8 @@ def main() -> None:
         _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted; `roundtable resume ID` finishes the session", 130)
+    else:
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:
