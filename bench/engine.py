@@ -1,10 +1,15 @@
 """Engine benchmark: overhead over the critical path, a sequential baseline, context growth.
 
 With the fake LLM at a fixed latency per call, a 5-agent, 3-round rated session with early stopping
-off makes 5 waves of calls (3 rounds, proposals, votes): its critical path is 5 x latency. The engine's
-overhead is its wall time over that. The sequential baseline runs the same turns one agent after
-another, as a sequential group chat does. Context growth runs 5 rounds and reports the mean input
-tokens per discussion turn in each round.
+off makes 5 waves of calls (3 rounds, proposals, votes): its critical path is 5 x latency. The
+engine's overhead is its wall time over that.
+- `parallel`: the default, agents as in-process workers on the Redis bus, SQLite event log.
+- `worker_process`: the same session with the agents in a `roundtable worker` process, so their
+  LiteLLM client work runs on the second core.
+- `sequential`: the same turns one agent after another, as a sequential group chat does.
+- Context growth: a 5-round session, mean input tokens per discussion turn in each round.
+
+The fake LLM runs in its own process, so its request handling does not compete for our GIL.
 
     .venv/bin/python bench/engine.py [--latency 0.3] [--repeat 3] [--json]
 """
@@ -14,21 +19,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from bot import Runtime, SessionRequest, SessionRunner, Settings
-from bus.agent_port import BusAgentPort
-from bus.worker import PersonaWorker
-from engine.deliberation import Deliberation
-from engine.turns import TurnReply, TurnRequest
-from tests.fakes.fake_llm import FakeLLM
+from bot import Runtime, SessionRequest, SessionRunner, Settings  # noqa: E402
+from bus.agent_port import BusAgentPort  # noqa: E402
+from bus.worker import PersonaWorker  # noqa: E402
+from engine.deliberation import Deliberation  # noqa: E402
+from engine.turns import TurnReply, TurnRequest  # noqa: E402
 
 TOPIC = "Should a five-person startup adopt a four-day work week?"
 
@@ -46,59 +55,104 @@ class Sequential:
 
 
 async def one_session(
-    runner: SessionRunner, *, rounds: int, sequential: bool
+    runner: SessionRunner, *, rounds: int, sequential: bool = False, external: bool = False
 ) -> tuple[float, dict[str, Any]]:
+    """Run one session; returns its wall time and its document."""
     rt = runner.runtime
-    session_id, config = runner.prepare(
-        SessionRequest(topic=TOPIC, rounds=rounds, voting="rated", early_stop=False, seed=1)
-    )
+    request = SessionRequest(topic=TOPIC, rounds=rounds, voting="rated", early_stop=False, seed=1)
+    session_id, config = runner.prepare(request)
     bus = await rt.connect_bus()
     personas = [rt.personas[a] for a in config.team]
-    async with (
-        PersonaWorker(bus, personas, rt.llm(), workspace=rt.settings.workspace),
-        BusAgentPort(bus, session_id, workspace=rt.settings.workspace) as port,
-    ):
+    async with AsyncExitStack() as stack:
+        if not external:
+            worker = PersonaWorker(bus, personas, rt.llm(), workspace=rt.settings.workspace)
+            await stack.enter_async_context(worker)
+        port = BusAgentPort(bus, session_id, workspace=rt.settings.workspace)
+        await stack.enter_async_context(port)
         agents: Any = Sequential(port) if sequential else port
         started = time.perf_counter()
         doc = await Deliberation(session_id, config, agents=agents, store=rt.store).run()
-        return time.perf_counter() - started, doc
+        elapsed = time.perf_counter() - started
+    return elapsed, doc
+
+
+@contextmanager
+def fake_llm_process(latency: float) -> Iterator[str]:
+    """The fake LLM in its own process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.fake_llm", "--port", "0", "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip().removeprefix("listening on ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[None]:
+    """`roundtable worker --team default` in its own process, on the same private Redis."""
+    env = {
+        **os.environ,
+        "ROUNDTABLE_DATA_DIR": str(settings.data_dir),
+        "ROUNDTABLE_MODEL": settings.model or "",
+        "ROUNDTABLE_API_BASE": settings.api_base or "",
+        "ROUNDTABLE_API_KEY": settings.api_key or "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli.app", "worker", "--team", "default"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        if not line.startswith("serving"):
+            raise RuntimeError(f"the worker did not start: {line.strip()}")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 async def main(latency: float, repeat: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="rt-bench-") as tmp, FakeLLM(latency_s=latency) as fake:
+    with tempfile.TemporaryDirectory(prefix="rt-bench-") as tmp, fake_llm_process(latency) as base_url:
         settings = Settings(
-            data_dir=Path(tmp),
-            model="openai/fake",
-            api_base=fake.base_url,
-            api_key="sk-fake",
-            turn_timeout_s=60,
+            data_dir=Path(tmp), model="openai/fake", api_base=base_url, api_key="sk-fake", turn_timeout_s=60
         )
         runtime = await Runtime.open(settings)
         runner = SessionRunner(runtime)
         try:
-            await one_session(runner, rounds=1, sequential=False)  # warm-up: LiteLLM import, connections
-            critical = 5 * latency
-            parallel = [(await one_session(runner, rounds=3, sequential=False))[0] for _ in range(repeat)]
+            await one_session(runner, rounds=1)  # warm-up: LiteLLM import, connections
+            parallel = [(await one_session(runner, rounds=3))[0] for _ in range(repeat)]
             sequential, _ = await one_session(runner, rounds=3, sequential=True)
-            _, five = await one_session(runner, rounds=5, sequential=False)
+            _, five = await one_session(runner, rounds=5)
             events = await runtime.store.load_events(five["session_id"])
+            with worker_process(settings):
+                await one_session(runner, rounds=1, external=True)  # warm-up of the worker process
+                external = [(await one_session(runner, rounds=3, external=True))[0] for _ in range(repeat)]
+            bus = runtime.bus_description
         finally:
             await runtime.close()
-    log = five["transcript"]
-    tokens_by_round = _input_tokens_by_round(events)
-    best = min(parallel)
+    critical = 5 * latency
     return {
         "latency_s": latency,
         "critical_path_s": critical,
         "parallel_s": [round(x, 3) for x in parallel],
-        "parallel_median_s": round(statistics.median(parallel), 3),
-        "overhead_ratio_best": round(best / critical, 3),
-        "overhead_ratio_median": round(statistics.median(parallel) / critical, 3),
+        "parallel_ratio_median": round(statistics.median(parallel) / critical, 3),
+        "parallel_ratio_best": round(min(parallel) / critical, 3),
+        "worker_process_s": [round(x, 3) for x in external],
+        "worker_process_ratio_median": round(statistics.median(external) / critical, 3),
         "sequential_s": round(sequential, 3),
         "sequential_ratio": round(sequential / critical, 3),
-        "input_tokens_per_turn_by_round": tokens_by_round,
-        "turns_in_5_round_session": len(log),
-        "bus": runtime.bus_description,
+        "input_tokens_per_turn_by_round": _input_tokens_by_round(events),
+        "bus": bus,
     }
 
 
@@ -107,9 +161,8 @@ def _input_tokens_by_round(events: list[Any]) -> dict[int, float]:
     per_round: dict[int, list[int]] = {}
     for event in events:
         if event.kind == "turn_completed" and event.step.startswith("round-"):
-            per_round.setdefault(int(event.step.removeprefix("round-")), []).append(
-                event.reply.usage.prompt_tokens
-            )
+            round_no = int(event.step.removeprefix("round-"))
+            per_round.setdefault(round_no, []).append(event.reply.usage.prompt_tokens)
     return {r: round(statistics.mean(v), 1) for r, v in sorted(per_round.items())}
 
 

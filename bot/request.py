@@ -43,7 +43,7 @@ def build_config(request: SessionRequest, settings: Settings, personas: dict[str
         return SessionConfig(
             topic=request.topic,
             rounds=rounds,
-            voting_rule=rule,  # type: ignore[arg-type]  # checked against VOTING_RULES above
+            voting_rule=rule,
             team=[p.id for p in team],
             early_stop=request.early_stop,
             seed=request.seed if request.seed is not None else secrets.randbelow(2**31),

@@ -9,18 +9,20 @@ from bot.runtime import Runtime
 from bus.agent_port import BusAgentPort
 from bus.worker import PersonaWorker
 from engine.deliberation import Deliberation
-from engine.errors import BadRequest
+from engine.errors import BadRequest, UnknownPersona
 from engine.events import LateUsage
 from engine.log import SessionLog
 from engine.progress import ProgressSink
 from engine.report import build_report, retally
-from engine.rules import VOTING_RULES, VotingRule
+from engine.rules import VOTING_RULES
 from engine.turns import TurnReply
+from personas import resolve_team
 
 
 class SessionRunner:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._workers: list[PersonaWorker] = []
 
     def prepare(self, request: SessionRequest) -> tuple[str, Any]:
         """Validate a request and give it an id. Raises `BadRequest`."""
@@ -54,6 +56,24 @@ class SessionRunner:
             )
             return await deliberation.run()
 
+    async def serve(self, spec: str) -> list[str]:
+        """Start a worker for a team or a list of persona ids, in this process, until it is cancelled."""
+        rt = self.runtime
+        try:
+            personas = resolve_team(spec, rt.personas)
+        except ValueError as exc:
+            raise UnknownPersona(str(exc)) from None
+        bus = await rt.connect_bus()
+        worker = PersonaWorker(bus, personas, rt.llm(), workspace=rt.settings.workspace)
+        await worker.start()
+        self._workers.append(worker)
+        return worker.agents
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            await worker.stop()
+        self._workers.clear()
+
     async def resume(self, session_id: str, *, progress: ProgressSink | None = None) -> dict[str, Any]:
         """Finish an interrupted session from its event log."""
         log = SessionLog(await self.runtime.store.load_events(session_id))
@@ -80,6 +100,5 @@ class SessionRunner:
             raise BadRequest(
                 f"session '{session_id}' has no completed vote to re-count (status {record.status})"
             )
-        retally(log, rule)  # type: ignore[arg-type]  # raises RuleMismatch before anything is built
-        checked: VotingRule = rule  # type: ignore[assignment]
-        return build_report(session_id, log, status=record.status, rule=checked)
+        retally(log, rule)  # raises RuleMismatch before anything is built
+        return build_report(session_id, log, status=record.status, rule=rule)

@@ -56,6 +56,7 @@ class BusAgentPort:
         self._waiters: dict[str, asyncio.Future[TurnReply]] = {}
         self._on_late = on_late
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
         self.late_replies = 0
 
     async def start(self) -> None:
@@ -63,10 +64,9 @@ class BusAgentPort:
         self._reader = asyncio.create_task(self._read_replies(), name=f"replies-{self._session_id}")
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, BusUnavailable):
-                await self._reader
+            await stop_task(self._reader)
             self._reader = None
         with contextlib.suppress(BusUnavailable):
             await self._bus.delete(self._replies)
@@ -101,7 +101,7 @@ class BusAgentPort:
 
     async def _read_replies(self) -> None:
         try:
-            while True:
+            while not self._closing:
                 deliveries = await self._bus.consume(
                     self._replies, REPLY_GROUP, self._consumer, count=50, block_ms=1000
                 )
@@ -141,6 +141,26 @@ class BusAgentPort:
                 task.add_done_callback(_log_failure)
             return
         future.set_result(reply)
+
+
+async def stop_task(task: asyncio.Task[Any], *, grace_s: float = 3.0) -> None:
+    """Cancel a reader loop and wait for it to end.
+
+    A cancellation that lands while redis-py is inside its socket-read timeout can be swallowed (the
+    timeout turns it into a retried read), so loops also check a closing flag and end within one
+    blocking read; the wait here is bounded in case even that does not happen.
+    """
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=grace_s)
+    if not done:
+        log.warning("roundtable.task_stop_slow task=%s", task.get_name())
+        return
+    if (
+        not task.cancelled()
+        and task.exception() is not None
+        and not isinstance(task.exception(), BusUnavailable)
+    ):
+        log.warning("roundtable.task_failed task=%s error=%r", task.get_name(), task.exception())
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

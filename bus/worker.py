@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 
-from bus.agent_port import agent_stream
+from bus.agent_port import agent_stream, stop_task
 from bus.backend import Bus, Delivery
 from bus.message import AgentMessage
 from engine.errors import BusUnavailable
@@ -46,6 +46,7 @@ class PersonaWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.handled = 0
 
     @property
@@ -60,9 +61,10 @@ class PersonaWorker:
         ]
 
     async def stop(self) -> None:
-        for task in [*self._loops, *self._tasks]:
+        self._stopping = True
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*(stop_task(t) for t in self._loops), *self._tasks, return_exceptions=True)
         self._loops, self._tasks = [], set()
 
     async def __aenter__(self) -> PersonaWorker:
@@ -92,7 +94,7 @@ class PersonaWorker:
     async def _serve(self, agent: str) -> None:
         stream = agent_stream(self._workspace, agent)
         backoff = 0.2
-        while True:
+        while not self._stopping:
             try:
                 deliveries = await self._bus.consume(
                     stream, WORKER_GROUP, self._name, count=10, block_ms=1000
@@ -104,6 +106,10 @@ class PersonaWorker:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception:  # a bug must not silently stop a persona from being served
+                log.exception("roundtable.worker_loop_failed agent=%s", agent)
+                await asyncio.sleep(backoff)
                 continue
             for delivery in deliveries:
                 await self._slots.acquire()

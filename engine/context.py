@@ -1,7 +1,8 @@
 """What earlier discussion an agent sees: bounded, so input tokens per turn stop growing.
 
-The previous round is shown in full (each message clipped); older rounds shrink to one short
-position line per agent; and the whole is capped at `context_chars`, dropping the oldest lines first.
+The previous round is shown in full (each message clipped); older rounds shrink to each agent's
+latest position, one short line per agent; and the whole is capped at `context_chars`, dropping the
+oldest lines first. From round 3 on, the context no longer grows with the number of rounds.
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ def build_context(
         for agent, turn in rounds.get(previous, {}).items()
         if turn is not None
     ]
-    summary = [
-        ContextEntry(round=r, agent=agent, content=clip(turn.position or turn.message, POSITION_CHARS))
-        for r in sorted(rounds)
-        if r < previous
-        for agent, turn in rounds[r].items()
-        if turn is not None
-    ]
+    # Older rounds shrink to each agent's latest position: earlier ones are superseded anyway.
+    latest: dict[str, ContextEntry] = {}
+    for r in sorted(rounds):
+        if r >= previous:
+            break
+        for agent, turn in rounds[r].items():
+            if turn is not None:
+                latest[agent] = ContextEntry(
+                    round=r, agent=agent, content=clip(turn.position or turn.message, POSITION_CHARS)
+                )
+    summary = sorted(latest.values(), key=lambda e: e.round)
 
     # Cap the total: drop the oldest summary lines, then clip the full messages evenly.
     def size() -> int:

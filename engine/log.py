@@ -91,7 +91,7 @@ class SessionLog:
 
     def proposals(self) -> list[ProposalRecord]:
         """Valid proposals, numbered P1.. in team order (stable across resumes)."""
-        records = []
+        records: list[ProposalRecord] = []
         for agent in self.config.team:
             t = self.turns.get(("proposals", agent))
             if t is None or t.fallback or t.reply.proposal is None:
@@ -111,7 +111,9 @@ class SessionLog:
 
     def usage(self) -> tuple[Usage, dict[str, Usage], dict[str, Usage]]:
         """Total usage, by agent and by phase, including late replies."""
-        total, by_agent, by_phase = Usage(), {}, {}
+        total = Usage()
+        by_agent: dict[str, Usage] = {}
+        by_phase: dict[str, Usage] = {}
         replies = [t.reply for t in self.turns.values()] + [late.reply for late in self.late]
         for reply in replies:
             total = total + reply.usage

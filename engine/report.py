@@ -69,7 +69,7 @@ def build_report(
     discussion_step = log.steps.get("discussion")
     rounds = log.discussion()
     total, by_agent, by_phase = log.usage()
-    degraded = [
+    degraded: list[dict[str, str | None]] = [
         {"agent": t.agent, "step": t.step, "reason": t.reason or "failed"}
         for t in log.turns.values()
         if t.fallback

@@ -80,7 +80,8 @@ def extract_json(text: str) -> dict[str, Any]:
         candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
-            value = json.loads(candidate)
+            # strict=False admits raw newlines inside strings, which small models emit even under a grammar.
+            value = json.loads(candidate, strict=False)
         except ValueError:
             continue
         if isinstance(value, dict):

@@ -8,6 +8,8 @@ instead of failing on a stale snapshot.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -69,6 +71,11 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
         self._engine = engine
         self._url = url
+        # SQLite has one writer at a time; queueing writers here is far cheaper than letting them
+        # collide and back off in SQLite's busy handler (5 appends at once: ~38 ms contended, ~16 queued).
+        self._write_lock: asyncio.Lock | contextlib.AbstractAsyncContextManager[None] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
@@ -132,7 +139,7 @@ class SqlStore:
         """
         now = _now()
         kind, step, agent = event.key
-        async with unavailable_as_error(self._url), self._engine.connect() as connection:
+        async with self._write_lock, unavailable_as_error(self._url), self._engine.connect() as connection:
             transaction = await connection.begin()
             if isinstance(event, SessionStarted):
                 await connection.execute(self._session_row(session_id, event, now))

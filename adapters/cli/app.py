@@ -51,9 +51,11 @@ def _settings(**overrides: Any) -> Settings:
 def _run(settings: Settings, work: Callable[[SessionRunner], Awaitable[T]]) -> T:
     async def main() -> T:
         runtime = await Runtime.open(settings)
+        runner = SessionRunner(runtime)
         try:
-            return await work(SessionRunner(runtime))
+            return await work(runner)
         finally:
+            await runner.close()
             await runtime.close()
 
     return asyncio.run(main())
@@ -230,6 +232,26 @@ def stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         )
     out.print(agents)
     out.print(rules)
+
+
+@app.command()
+def worker(
+    agents: Annotated[str | None, typer.Option(help="persona ids to serve, a,b,c")] = None,
+    team: Annotated[str | None, typer.Option(help="a team to serve: default|full|compact")] = None,
+) -> None:
+    """Serve persona agents as bus workers in this process, until stopped."""
+    if agents and team:
+        raise BadRequest("give --agents or --team, not both")
+    settings = _settings()
+
+    async def work(runner: SessionRunner) -> None:
+        served = await runner.serve(agents or team or "full")
+        err.print(
+            f"serving {', '.join(served)} on {runner.runtime.bus_description}", markup=False, highlight=False
+        )
+        await asyncio.Event().wait()
+
+    _run(settings, work)
 
 
 def main() -> None:

@@ -38,8 +38,20 @@ def test_first_round_sees_nothing() -> None:
 def test_previous_round_in_full_and_older_rounds_as_positions() -> None:
     context, summary = build_context(rounds_of(3), before_round=4, context_chars=100_000, message_chars=600)
     assert {e.round for e in context} == {3}
-    assert {e.round for e in summary} == {1, 2}
+    assert [(e.agent, e.round) for e in summary] == [(f"agent{i}", 2) for i in range(5)]
     assert all(e.content.startswith("position of") for e in summary)
+
+
+def test_context_size_stops_growing_after_round_three() -> None:
+    sizes = [
+        sum(
+            len(e.content)
+            for part in build_context(rounds_of(6), before_round=r, context_chars=100_000, message_chars=600)
+            for e in part
+        )
+        for r in range(3, 7)
+    ]
+    assert len(set(sizes)) == 1
 
 
 @pytest.mark.parametrize("before_round", [2, 3, 4, 5, 6])

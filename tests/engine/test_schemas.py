@@ -25,6 +25,10 @@ def test_extract_json_tolerates_fences_and_chatter(text: str) -> None:
     assert extract_json(text) == {"x": 1}
 
 
+def test_extract_json_admits_raw_newlines_inside_strings() -> None:
+    assert extract_json('{"reason": "two\n\nlines"}') == {"reason": "two\n\nlines"}
+
+
 @pytest.mark.parametrize("text", ["Sure! Here is my answer", "[1, 2]", "", '{"x": '])
 def test_extract_json_rejects_non_objects(text: str) -> None:
     with pytest.raises(LLMOutputInvalid):
