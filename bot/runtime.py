@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bus.llm import resolve_model
-
 from bot.settings import Settings
 from bus.backend import Bus
 from bus.connect import connect_bus
+from bus.llm import resolve_model
 from bus.redis_server import PrivateRedis
 from engine.ports import LLM
 from personas import Persona, load_personas

@@ -1,15 +1,15 @@
 """`SqlStore`: the session event log in SQLite or PostgreSQL.
 
-Each append is one transaction. It locks the session's row first: on PostgreSQL that serializes the
-appends of one session (so `seq` counts up without gaps or races), and on SQLite it makes the
-transaction's first statement a write, so that a concurrent writer waits for the lock (busy_timeout)
-instead of failing on a stale snapshot.
+Each append is one short transaction: usually a single INSERT, since the store remembers each
+session's next `seq`. Appends from one process are queued on an asyncio lock (SQLite has one writer
+at a time, and queueing is much cheaper than colliding in its busy handler). Writers in other processes
+stay correct through the constraints: a stale `seq` fails UNIQUE(session_id, seq) and is re-read, and
+an append to a session that does not exist fails its foreign key and becomes `SessionNotFound`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import RowMapping, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.config import SessionConfig
@@ -71,11 +72,11 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
         self._engine = engine
         self._url = url
-        # SQLite has one writer at a time; queueing writers here is far cheaper than letting them
-        # collide and back off in SQLite's busy handler (5 appends at once: ~38 ms contended, ~16 queued).
-        self._write_lock: asyncio.Lock | contextlib.AbstractAsyncContextManager[None] = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        #: The next `seq` per session, so an append needs no read; a stale value fails the unique
+        #: (session_id, seq) constraint and is re-read, so several writers stay correct.
+        self._next_seq: dict[str, int] = {}
+        # 5 appends at once on SQLite: ~38 ms colliding in the busy handler, ~16 ms queued here.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> SqlStore:
@@ -137,58 +138,79 @@ class SqlStore:
             SessionNotFound: the event is not a `SessionStarted` and the session does not exist.
             StoreUnavailable: the database cannot be reached.
         """
-        now = _now()
         kind, step, agent = event.key
         async with self._write_lock, unavailable_as_error(self._url), self._engine.connect() as connection:
-            transaction = await connection.begin()
-            if isinstance(event, SessionStarted):
-                await connection.execute(self._session_row(session_id, event, now))
-            # Lock the session's row (see the module docstring), and check that it exists.
-            locked = await connection.execute(
-                update(sessions)
-                .where(sessions.c.id == session_id)
-                .values(updated_at=now)
-                .returning(sessions.c.id)
-            )
-            if locked.first() is None:
-                await transaction.rollback()
-                raise SessionNotFound(
-                    f"no session '{session_id}' to append {kind} to; append its session_started first"
+            for attempt in range(2):
+                transaction = await connection.begin()
+                try:
+                    seq = await self._append_in(connection, session_id, event, kind, step, agent)
+                except IntegrityError:
+                    # Another writer took our seq (the cache was stale), or the session does not exist.
+                    await transaction.rollback()
+                    self._next_seq.pop(session_id, None)
+                    exists = await connection.scalar(select(sessions.c.id).where(sessions.c.id == session_id))
+                    await connection.rollback()
+                    if exists is None:
+                        raise SessionNotFound(
+                            f"no session '{session_id}' to append {kind} to; append its session_started first"
+                        ) from None
+                    if attempt:
+                        raise
+                    continue
+                if seq is None:
+                    await transaction.rollback()
+                    return False
+                await transaction.commit()
+                self._next_seq[session_id] = seq + 1
+                return True
+        return False  # pragma: no cover - the loop returns or raises
+
+    async def _append_in(
+        self,
+        connection: AsyncConnection,
+        session_id: str,
+        event: SessionEvent,
+        kind: str,
+        step: str,
+        agent: str,
+    ) -> int | None:
+        """The statements of one append, inside its transaction: the seq used, or None for a duplicate."""
+        now = _now()
+        if isinstance(event, SessionStarted):
+            await connection.execute(self._session_row(session_id, event, now))
+        seq = self._next_seq.get(session_id)
+        if seq is None:
+            seq = int(
+                await connection.scalar(
+                    select(func.coalesce(func.max(events.c.seq), 0) + 1).where(
+                        events.c.session_id == session_id
+                    )
                 )
-            seq = await connection.scalar(
-                select(func.coalesce(func.max(events.c.seq), 0) + 1).where(events.c.session_id == session_id)
+                or 1
             )
-            inserted = await connection.execute(
-                self._insert(events)
-                .values(
-                    session_id=session_id,
-                    seq=seq,
-                    kind=kind,
-                    step=step,
-                    agent=agent,
-                    payload=event.model_dump(mode="json"),
-                    created_at=event.at,
-                )
-                .on_conflict_do_nothing(index_elements=["session_id", "kind", "step", "agent"])
-                .returning(events.c.id)
+        inserted = await connection.execute(
+            self._insert(events)
+            .values(
+                session_id=session_id,
+                seq=seq,
+                kind=kind,
+                step=step,
+                agent=agent,
+                payload=event.model_dump(mode="json"),
+                created_at=event.at,
             )
-            if inserted.first() is None:
-                await transaction.rollback()
-                return False
+            .on_conflict_do_nothing(index_elements=["session_id", "kind", "step", "agent"])
+            .returning(events.c.id)
+        )
+        if inserted.first() is None:
+            return None
+        if isinstance(event, SessionCompleted | SessionFailed):
+            status = "completed" if isinstance(event, SessionCompleted) else "failed"
+            values: dict[str, Any] = {"status": status, "completed_at": event.at, "updated_at": now}
             if isinstance(event, SessionCompleted):
-                await connection.execute(
-                    update(sessions)
-                    .where(sessions.c.id == session_id)
-                    .values(status="completed", result=event.result, completed_at=event.at)
-                )
-            elif isinstance(event, SessionFailed):
-                await connection.execute(
-                    update(sessions)
-                    .where(sessions.c.id == session_id)
-                    .values(status="failed", completed_at=event.at)
-                )
-            await transaction.commit()
-        return True
+                values["result"] = event.result
+            await connection.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
+        return seq
 
     def _session_row(
         self, session_id: str, event: SessionStarted, now: datetime

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -39,6 +40,8 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+#: Persona id -> emoji, filled when the runtime opens, for rendering.
+_EMOJIS: dict[str, str] = {}
 
 #: Exit status for usage errors, as click uses it.
 USAGE = 2
@@ -51,6 +54,7 @@ def _settings(**overrides: Any) -> Settings:
 def _run(settings: Settings, work: Callable[[SessionRunner], Awaitable[T]]) -> T:
     async def main() -> T:
         runtime = await Runtime.open(settings)
+        _EMOJIS.update({p.id: p.emoji for p in runtime.personas.values()})
         runner = SessionRunner(runtime)
         try:
             return await work(runner)
@@ -96,29 +100,21 @@ def ask(
         session_id, config = runner.prepare(request)
         runner.runtime.llm()  # fail fast, before a session is recorded, when no model is configured
         err.print(f"session {session_id}", markup=False, highlight=False)
-        emojis = {p.id: p.emoji for p in runner.runtime.personas.values()}
+        emojis = _EMOJIS
         if as_json or not err.is_terminal:
             return await runner.run(session_id, config, progress=PlainProgress(err))
         with LiveProgress(err, config.team, emojis) as live:
             return await runner.run(session_id, config, progress=live)
 
     doc = _run(settings, work)
-    _output(doc, as_json, settings)
+    _output(doc, as_json)
 
 
-def _output(doc: dict[str, Any], as_json: bool, settings: Settings) -> None:
+def _output(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _print_json(doc)
         return
-    emojis = {
-        "analyst": "📊",
-        "creative": "💡",
-        "skeptic": "🔍",
-        "pragmatist": "🔧",
-        "ethicist": "⚖️",
-        "summarizer": "📝",
-    }
-    render_result(out, doc, emojis)
+    render_result(out, doc, _EMOJIS)
 
 
 @app.command()
@@ -132,7 +128,7 @@ def show(
     if as_json:
         _print_json(doc)
         return
-    render_result(out, doc, {})
+    render_result(out, doc, _EMOJIS)
     for entry in doc.get("transcript", []):
         out.print(
             f"[round {entry['round']}] {entry['agent']}: {entry['content']}", markup=False, highlight=False
@@ -148,7 +144,7 @@ def resume(
     settings = _settings()
     err.print(f"session {session_id}", markup=False, highlight=False)
     doc = _run(settings, lambda runner: runner.resume(session_id, progress=PlainProgress(err)))
-    _output(doc, as_json, settings)
+    _output(doc, as_json)
 
 
 @app.command(name="retally")
@@ -160,7 +156,7 @@ def retally_command(
     """Count a session's stored ballots under another rule."""
     settings = _settings()
     doc = _run(settings, lambda runner: runner.retally(session_id, voting))
-    _output(doc, as_json, settings)
+    _output(doc, as_json)
 
 
 @app.command(name="tally")
@@ -271,6 +267,10 @@ def main() -> None:
         _fail("aborted", 130)
     except (BadRequest, SessionNotFound, RuleMismatch) as exc:
         _fail(str(exc), USAGE)
+    except ValidationError as exc:  # a ROUNDTABLE_* environment variable that does not validate
+        err_ = exc.errors()[0]
+        where = ".".join(str(part) for part in err_["loc"])
+        _fail(f"invalid setting ROUNDTABLE_{where.upper()}: {err_['msg']}", USAGE)
     except RoundTableError as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:

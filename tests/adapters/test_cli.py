@@ -135,6 +135,14 @@ def test_bad_input_exits_2_with_one_line(
     assert "Traceback" not in proc.stderr
 
 
+def test_a_bad_setting_in_the_environment_is_one_line(env: dict[str, str]) -> None:
+    proc = roundtable("sessions", env={**env, "ROUNDTABLE_ROUNDS": "9"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: invalid setting ROUNDTABLE_ROUNDS: Input should be less than or equal to 5"
+    ]
+
+
 def test_ask_json_prints_one_document_and_the_session_id_first(
     env: dict[str, str], fake_llm: FakeLLM
 ) -> None:
