@@ -14,6 +14,8 @@ from engine.errors import BusUnavailable
 
 log = logging.getLogger("roundtable.bus")
 
+#: A Redis URL that asks for the in-memory bus on purpose (one process, nothing survives it).
+MEMORY_URL = "memory://"
 IN_MEMORY_WARNING = "no Redis found; using the in-memory bus, so agents must run in this process"
 
 
@@ -22,13 +24,15 @@ async def connect_bus(redis_url: str | None, data_dir: Path) -> tuple[Bus, str, 
 
     Args:
         redis_url: the configured Redis; when set it must answer, since silently falling back would
-            split agents that were meant to share it.
+            split agents that were meant to share it. `memory://` chooses the in-memory bus.
         data_dir: where a private redis-server keeps its socket, pid file and log.
 
     Raises:
         BusUnavailable: `redis_url` does not answer, or the private server does not start.
         ConfigError: `redis_url` is not a Redis URL.
     """
+    if redis_url == MEMORY_URL:
+        return InMemoryBus(), "in-memory bus (chosen)", None
     if redis_url:
         bus = RedisBus(redis_url)
         try:

@@ -168,6 +168,18 @@ def test_ask_json_prints_one_document_and_the_session_id_first(
     assert mismatch.returncode == 2 and "needs 'ranking'" in mismatch.stderr
 
 
+def test_without_a_redis_url_a_private_redis_server_serves_and_stops(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in env.items() if k not in ("REDIS_URL", "ROUNDTABLE_REDIS_URL")}
+    proc = roundtable("ask", "Tea or coffee?", "--rounds", "1", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"
+    data = tmp_path / "data"
+    assert (data / "redis.log").exists(), "a private redis-server was started in the data folder"
+    assert not (data / "redis.pid").exists(), "the private redis-server must stop when `ask` exits"
+
+
 def test_ask_renders_a_readable_result(env: dict[str, str]) -> None:
     proc = roundtable("ask", "Tabs or spaces?", "--rounds", "1", "--seed", "3", env=env)
     assert proc.returncode == 0, proc.stderr

@@ -63,6 +63,19 @@ async def test_a_session_completes_with_the_contract_document(
     assert sum(u["llm_calls"] for u in doc["usage"]["by_agent"].values()) == 20
 
 
+async def test_a_session_runs_unchanged_over_the_in_memory_bus(
+    settings_for: Callable[..., Settings], fake_llm: FakeLLM
+) -> None:
+    runtime = await Runtime.open(settings_for(redis_url="memory://"))
+    try:
+        doc = await run(SessionRunner(runtime), rounds=2, voting="condorcet", early_stop=False)
+        assert runtime.bus_description == "in-memory bus (chosen)"
+    finally:
+        await runtime.close()
+    assert doc["status"] == "completed" and doc["degraded"] == []
+    assert doc["usage"]["llm_calls"] == 20 == fake_llm.request_count
+
+
 async def test_the_live_tally_equals_a_recount_of_the_stored_ballots(runner: SessionRunner) -> None:
     doc = await run(runner, rounds=1, voting="ranked")
     recount = tally(
