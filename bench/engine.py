@@ -8,6 +8,9 @@ engine's overhead is its wall time over that.
   LiteLLM client work runs on the second core.
 - `sequential`: the same turns one agent after another, as a sequential group chat does.
 - Context growth: a 5-round session, mean input tokens per discussion turn in each round.
+- `engine_ratio_over_llm_calls`: wall time over the measured LLM-call path (the slowest turn of each
+  wave as its agent timed it, LiteLLM's client work included), i.e. the overhead of the engine, bus
+  and event log alone.
 
 The fake LLM runs in its own process, so its request handling does not compete for our GIL.
 
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +97,19 @@ def fake_llm_process(latency: float) -> Iterator[str]:
 
 
 @contextmanager
-def worker_process(settings: Settings) -> Iterator[None]:
-    """`roundtable worker --team default` in its own process, on the same private Redis."""
+def worker_processes(settings: Settings, groups: list[str]) -> Iterator[None]:
+    """`roundtable worker --agents ...` processes, one per group, on the same private Redis."""
+    with ExitStack() as stack:
+        for agents in groups:
+            stack.enter_context(worker_process(settings, agents))
+        yield
+
+
+@contextmanager
+def worker_process(
+    settings: Settings, agents: str = "analyst,creative,skeptic,pragmatist,ethicist"
+) -> Iterator[None]:
+    """`roundtable worker --agents ...` in its own process, on the same private Redis."""
     env = {
         **os.environ,
         "ROUNDTABLE_DATA_DIR": str(settings.data_dir),
@@ -104,7 +118,7 @@ def worker_process(settings: Settings) -> Iterator[None]:
         "ROUNDTABLE_API_KEY": settings.api_key or "",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli.app", "worker", "--team", "default"],
+        [sys.executable, "-m", "adapters.cli.app", "worker", "--agents", agents],
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -130,13 +144,19 @@ async def main(latency: float, repeat: int) -> dict[str, Any]:
         runner = SessionRunner(runtime)
         try:
             await one_session(runner, rounds=1)  # warm-up: LiteLLM import, connections
-            parallel = [(await one_session(runner, rounds=3))[0] for _ in range(repeat)]
+            runs = [await one_session(runner, rounds=3) for _ in range(repeat)]
+            parallel = [elapsed for elapsed, _ in runs]
+            llm_paths = [await _llm_critical_path(runtime, doc["session_id"]) for _, doc in runs]
             sequential, _ = await one_session(runner, rounds=3, sequential=True)
             _, five = await one_session(runner, rounds=5)
             events = await runtime.store.load_events(five["session_id"])
             with worker_process(settings):
                 await one_session(runner, rounds=1, external=True)  # warm-up of the worker process
                 external = [(await one_session(runner, rounds=3, external=True))[0] for _ in range(repeat)]
+            team = ["analyst", "creative", "skeptic", "pragmatist", "ethicist"]
+            with worker_processes(settings, team):
+                await one_session(runner, rounds=1, external=True)
+                per_agent = [(await one_session(runner, rounds=3, external=True))[0] for _ in range(repeat)]
             bus = runtime.bus_description
         finally:
             await runtime.close()
@@ -147,13 +167,32 @@ async def main(latency: float, repeat: int) -> dict[str, Any]:
         "parallel_s": [round(x, 3) for x in parallel],
         "parallel_ratio_median": round(statistics.median(parallel) / critical, 3),
         "parallel_ratio_best": round(min(parallel) / critical, 3),
+        "llm_call_path_s": [round(x, 3) for x in llm_paths],
+        "engine_ratio_over_llm_calls_median": round(
+            statistics.median(p / c for p, c in zip(parallel, llm_paths, strict=True)), 3
+        ),
         "worker_process_s": [round(x, 3) for x in external],
         "worker_process_ratio_median": round(statistics.median(external) / critical, 3),
+        "process_per_agent_s": [round(x, 3) for x in per_agent],
+        "process_per_agent_ratio_median": round(statistics.median(per_agent) / critical, 3),
         "sequential_s": round(sequential, 3),
         "sequential_ratio": round(sequential / critical, 3),
         "input_tokens_per_turn_by_round": _input_tokens_by_round(events),
         "bus": bus,
     }
+
+
+async def _llm_critical_path(runtime: Runtime, session_id: str) -> float:
+    """The sum, over the 5 waves, of the slowest turn as the agent saw it (prompt, LiteLLM, HTTP, model).
+
+    This is the critical path of LLM calls as measured, client overhead included; the engine's own
+    overhead (bus, event log, orchestration) is the session's wall time over it.
+    """
+    slowest: dict[str, float] = {}
+    for event in await runtime.store.load_events(session_id):
+        if event.kind == "turn_completed":
+            slowest[event.step] = max(slowest.get(event.step, 0.0), event.reply.latency_ms / 1000)
+    return sum(slowest.values())
 
 
 def _input_tokens_by_round(events: list[Any]) -> dict[int, float]:

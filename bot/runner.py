@@ -16,7 +16,7 @@ from engine.progress import ProgressSink
 from engine.report import build_report, retally
 from engine.rules import VOTING_RULES
 from engine.turns import TurnReply
-from personas import resolve_team
+from personas import TEAMS
 
 
 class SessionRunner:
@@ -59,10 +59,16 @@ class SessionRunner:
     async def serve(self, spec: str) -> list[str]:
         """Start a worker for a team or a list of persona ids, in this process, until it is cancelled."""
         rt = self.runtime
-        try:
-            personas = resolve_team(spec, rt.personas)
-        except ValueError as exc:
-            raise UnknownPersona(str(exc)) from None
+        ids = list(TEAMS.get(spec, [])) or [part.strip().lower() for part in spec.split(",") if part.strip()]
+        for agent in ids:
+            if agent not in rt.personas:
+                raise UnknownPersona(
+                    f"unknown persona '{agent}'; choose from {', '.join(sorted(rt.personas))}, "
+                    f"or a team: {', '.join(TEAMS)}"
+                )
+        if not ids:
+            raise BadRequest("name the personas to serve: --agents a,b or --team default|full|compact")
+        personas = [rt.personas[agent] for agent in ids]
         bus = await rt.connect_bus()
         worker = PersonaWorker(bus, personas, rt.llm(), workspace=rt.settings.workspace)
         await worker.start()

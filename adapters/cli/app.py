@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -242,10 +243,13 @@ def worker(
 
     async def work(runner: SessionRunner) -> None:
         served = await runner.serve(agents or team or "full")
-        err.print(
-            f"serving {', '.join(served)} on {runner.runtime.bus_description}", markup=False, highlight=False
-        )
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)  # stop cleanly: unacknowledged requests stay pending
+        description = runner.runtime.bus_description
+        err.print(f"serving {', '.join(served)} on {description}", markup=False, highlight=False)
+        await stop.wait()
 
     _run(settings, work)
 

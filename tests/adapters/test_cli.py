@@ -243,3 +243,30 @@ def test_ask_killed_mid_round_resumes_without_repeating_turns(
     # not asked again, so the resumed run made at most (25 - completed) calls.
     assert fake_llm.request_count - asked_before <= 25 - completed
     assert doc["usage"]["llm_calls"] <= fake_llm.request_count
+
+
+def test_worker_serves_personas_until_terminated(env: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli.app", "worker", "--agents", "analyst,skeptic"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("serving analyst, skeptic on redis at ")
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--agents", "analyst,bogus"], "unknown persona 'bogus'; choose from analyst, creative"),
+        (["--agents", "analyst", "--team", "full"], "give --agents or --team, not both"),
+    ],
+)
+def test_worker_refuses_bad_personas(args: list[str], message: str, env: dict[str, str]) -> None:
+    proc = roundtable("worker", *args, env=env)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
