@@ -10,6 +10,7 @@ from bus.backend import Bus
 from bus.connect import connect_bus
 from bus.llm import resolve_model
 from bus.redis_server import PrivateRedis
+from engine.errors import ConfigError
 from engine.ports import LLM
 from personas import Persona, load_personas
 from storage import SqlStore
@@ -36,8 +37,6 @@ class Runtime:
         try:
             personas = load_personas(settings.personas_dir)
         except ValueError as exc:
-            from engine.errors import ConfigError
-
             raise ConfigError(str(exc)) from None
         store = await SqlStore.open(settings.database)
         return cls(settings, store, personas)

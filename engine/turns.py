@@ -60,14 +60,10 @@ class ContextEntry(BaseModel):
     content: str
 
 
-class BallotOption(BaseModel):
+class BallotOption(Proposal):
     """A proposal as one voter sees it: under an anonymous label, in that voter's shuffled order."""
 
     label: str
-    title: str
-    description: str
-    benefits: list[str] = Field(default_factory=list)
-    steps: list[str] = Field(default_factory=list)
 
 
 class TurnRequest(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 
 from bot import BadRequest, Runtime, SessionRequest, SessionRunner, Settings
 from engine.errors import BusUnavailable, RuleMismatch
-from engine.voting import TallyInput, tally
+from engine.voting import TallyInput, TallyResult, tally
 from tests.bot.conftest import agent_of, discussion, is_repair, schema_of
 from tests.fakes.fake_llm import FakeLLM
 from tests.servers import RedisProcess
@@ -35,6 +35,20 @@ CONTRACT_KEYS = {
     "usage",
     "duration_s",
 }
+
+
+def recount(doc: dict[str, Any], ballots: list[dict[str, Any]]) -> TallyResult:
+    """The session's proposals counted again, independently, over the given ballots."""
+    return tally(
+        TallyInput(
+            rule=doc["voting_rule"],
+            candidates=[p["id"] for p in doc["proposals"]],
+            authors={p["id"]: p["author"] for p in doc["proposals"]},
+            recusal=True,
+            seed=doc["seed"],
+            ballots=ballots,
+        )
+    )
 
 
 async def run(runner: SessionRunner, **fields: Any) -> dict[str, Any]:
@@ -78,17 +92,7 @@ async def test_a_session_runs_unchanged_over_the_in_memory_bus(
 
 async def test_the_live_tally_equals_a_recount_of_the_stored_ballots(runner: SessionRunner) -> None:
     doc = await run(runner, rounds=1, voting="ranked")
-    recount = tally(
-        TallyInput(
-            rule="ranked",
-            candidates=[p["id"] for p in doc["proposals"]],
-            authors={p["id"]: p["author"] for p in doc["proposals"]},
-            recusal=True,
-            seed=7,
-            ballots=doc["ballots"],
-        )
-    )
-    assert recount.model_dump(mode="json") == doc["tally"]
+    assert recount(doc, doc["ballots"]).model_dump(mode="json") == doc["tally"]
 
 
 async def test_nobody_votes_for_their_own_proposal(runner: SessionRunner) -> None:
@@ -173,16 +177,7 @@ async def test_a_ballot_naming_unknown_proposals_is_an_abstention_never_a_vote(
     invalid = {i["voter"]: i["reason"] for i in doc["tally"]["invalid"]}
     assert invalid["analyst"] == "unknown candidate 'Z'"
     assert doc["tally"]["valid_ballots"] == 4
-    without = tally(
-        TallyInput(
-            rule="ranked",
-            candidates=[p["id"] for p in doc["proposals"]],
-            authors={p["id"]: p["author"] for p in doc["proposals"]},
-            recusal=True,
-            seed=7,
-            ballots=[b for b in doc["ballots"] if b["voter"] != "analyst"],
-        )
-    )
+    without = recount(doc, [b for b in doc["ballots"] if b["voter"] != "analyst"])
     assert without.scores == doc["tally"]["scores"]
 
 
