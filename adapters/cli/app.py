@@ -38,8 +38,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     no_args_is_help=True,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console()
+err = Console(stderr=True)
 T = TypeVar("T")
 #: Persona id -> emoji, filled when the runtime opens, for rendering.
 _EMOJIS: dict[str, str] = {}
