@@ -9,7 +9,7 @@ from bot.runtime import Runtime
 from bus.agent_port import BusAgentPort
 from bus.worker import PersonaWorker
 from engine.deliberation import Deliberation
-from engine.errors import BadRequest, UnknownPersona
+from engine.errors import BadRequest, BusUnavailable, UnknownPersona
 from engine.events import LateUsage
 from engine.log import SessionLog
 from engine.progress import ProgressSink
@@ -54,7 +54,12 @@ class SessionRunner:
             deliberation = Deliberation(
                 session_id, config, agents=port, store=store, progress=progress, metadata=metadata
             )
-            return await deliberation.run()
+            try:
+                return await deliberation.run()
+            except BusUnavailable as exc:
+                raise BusUnavailable(
+                    f"{exc}; completed turns are saved: `roundtable resume {session_id}` finishes the session"
+                ) from exc
 
     async def serve(self, spec: str) -> list[str]:
         """Start a worker for a team or a list of persona ids, in this process, until it is cancelled."""

@@ -281,7 +281,7 @@ async def test_redis_going_away_is_a_clear_error_and_the_session_resumes(
     while fake_llm.request_count < 7:
         await asyncio.sleep(0.01)
     redis.stop()
-    with pytest.raises(BusUnavailable):
+    with pytest.raises(BusUnavailable, match=f"`roundtable resume {session_id}` finishes the session"):
         await asyncio.wait_for(task, 30)
     await runtime.close()
     record = await _record(settings, session_id)
