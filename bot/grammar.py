@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from bot.request import SessionRequest
 from engine.config import MAX_ROUNDS, MAX_TOPIC_CHARS
 from engine.rules import VOTING_RULES
-from personas import MIN_TEAM_SIZE, PERSONA_ID_PATTERN, TEAMS
+from personas import TEAMS, TeamError, team_ids
+from personas.teams import choices as team_choices
 
 DEFAULT_PREFIX: Final = "!roundtable"
 
@@ -37,7 +38,6 @@ _APOSTROPHE: Final = "\ue000"
 _IN_WORD_APOSTROPHE: Final = re.compile(r"(?<=\w)'(?=\w)")
 _QUOTES: Final = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'"})
 _PHONE_DASH: Final = re.compile(r"^[—–]-?")
-_PERSONA_ID: Final = re.compile(PERSONA_ID_PATTERN)
 
 
 class Run(BaseModel):
@@ -223,45 +223,13 @@ def _voting(value: str) -> str:
 
 
 def _team(value: str, personas: Collection[str] | None) -> str:
-    """The team spec normalized (`Analyst, SKEPTIC` -> `analyst,skeptic`), checked as `resolve_team` does."""
+    """The team spec normalized (`Analyst, SKEPTIC` -> `analyst,skeptic`), checked by `team_ids`."""
     spec = value.strip().lower()
     known = {persona.lower() for persona in personas} if personas is not None else None
-    choices = _team_choices(known)
-    if "," not in spec:
-        if spec in TEAMS:
-            missing = [pid for pid in TEAMS[spec] if known is not None and pid not in known]
-            if missing:
-                raise _Reject(f"team '{spec}' needs persona '{missing[0]}', which is not defined; {choices}")
-            return spec
-        if not spec:
-            raise _Reject(f"--team is empty; {choices}")
-        if known is not None and spec in known:
-            raise _Reject(f"a team needs at least {MIN_TEAM_SIZE} personas, got '{spec}'; {choices}")
-        what = "team" if known is None else "team or persona"
-        raise _Reject(f"unknown {what} '{spec}'{_hint(spec, known)}; {choices}")
-    ids = [part.strip() for part in spec.split(",") if part.strip()]
-    for persona_id in ids:
-        if persona_id in TEAMS:
-            raise _Reject(
-                f"'{persona_id}' is a team, not a persona; name a team alone or list persona ids; {choices}"
-            )
-        if (known is not None and persona_id not in known) or not _PERSONA_ID.fullmatch(persona_id):
-            raise _Reject(f"unknown persona '{persona_id}'{_hint(persona_id, known)}; {choices}")
-    duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
-    if duplicates:
-        named = ", ".join(f"'{pid}'" for pid in duplicates)
-        raise _Reject(f"the team names {named} more than once; name each persona once; {choices}")
-    if len(ids) < MIN_TEAM_SIZE:
-        raise _Reject(f"a team needs at least {MIN_TEAM_SIZE} personas, got '{spec}'; {choices}")
-    return ",".join(ids)
-
-
-def _team_choices(known: set[str] | None) -> str:
-    if known is None:
-        return f"choose a team ({', '.join(TEAMS)}) or {MIN_TEAM_SIZE}+ persona ids such as analyst,skeptic"
-    return f"choose from {', '.join(sorted(known))}, or a team: {', '.join(TEAMS)}"
-
-
-def _hint(name: str, known: set[str] | None) -> str:
-    close = difflib.get_close_matches(name, [*(known or ()), *TEAMS], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    if not spec:
+        raise _Reject(f"--team is empty; {team_choices(known)}")
+    try:
+        ids = team_ids(spec, known)
+    except TeamError as exc:
+        raise _Reject(str(exc)) from None
+    return spec if spec in TEAMS else ",".join(ids)

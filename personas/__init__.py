@@ -18,7 +18,7 @@ from __future__ import annotations
 from personas.loader import PersonaFileError, load_persona_file, load_personas
 from personas.model import PERSONA_ID_PATTERN, Persona
 from personas.suggest import PERSONA_RULES, SHAPE_RULES, Suggestion, suggest, suggest_team
-from personas.teams import MIN_TEAM_SIZE, TEAMS, TeamError, UnknownPersonaError, resolve_team
+from personas.teams import MIN_TEAM_SIZE, TEAMS, TeamError, UnknownPersonaError, resolve_team, team_ids
 
 __all__ = [
     "MIN_TEAM_SIZE",
@@ -36,4 +36,5 @@ __all__ = [
     "resolve_team",
     "suggest",
     "suggest_team",
+    "team_ids",
 ]
