@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.rules import VotingRule
 
@@ -42,6 +43,51 @@ class Settings(BaseSettings):
     external_wait_s: float = Field(
         default=10.0, gt=0, description="how long `--external-agents` waits for workers"
     )
+
+    # --- chat front ends (Discord, Slack) ---
+    enabled_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="user ids allowed to start sessions (comma-separated); empty = all"
+    )
+    admin_roles: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="role ids or names that bypass the allowlist and the rate limit"
+    )
+    sessions_per_user: int = Field(default=3, ge=1, description="sessions a user may start per window")
+    rate_window_s: float = Field(default=3600.0, gt=0, description="the rate limit's moving window")
+    sessions_per_channel: int = Field(default=1, ge=1, description="sessions running at once per channel")
+    trigger_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="channels where dilemmas trigger a session without a mention (comma-separated)",
+    )
+    auto_trigger: bool = Field(default=True, description="start sessions on dilemmas, not only on commands")
+    command_prefix: str = Field(default="!roundtable", min_length=1, description="the chat command")
+    progress_interval_s: float = Field(
+        default=1.5, ge=0, description="least time between two edits of a progress message"
+    )
+    discord_thread: bool = Field(default=False, description="open a thread per session on Discord")
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "ROUNDTABLE_DISCORD_TOKEN")
+    )
+    discord_api_url: str | None = Field(
+        default=None, description="another base URL for Discord's REST API (tests, proxies)"
+    )
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "ROUNDTABLE_SLACK_BOT_TOKEN")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "ROUNDTABLE_SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "ROUNDTABLE_SLACK_APP_TOKEN")
+    )
+    slack_api_url: str | None = Field(default=None, description="another base URL for Slack's Web API")
+
+    @field_validator("enabled_users", "admin_roles", "trigger_channels", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """`a,b, c` from the environment; a JSON-style list from code."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def database(self) -> str:

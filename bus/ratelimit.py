@@ -21,8 +21,8 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from bus.backend import stream_key
-from bus.redis_streams import _describe, _RedisErrors, _text
+from bus.backend import Bus, stream_key
+from bus.redis_streams import RedisBus, _describe, _RedisErrors, _text
 from engine.errors import BadRequest
 
 #: At most this many sessions per user per window, unless configured otherwise.
@@ -191,3 +191,12 @@ class InMemoryRateLimiter:
             return RateDecision(allowed=True, recent=len(starts), limit=self._limit, window_s=self._window_s)
         blocking = starts[len(starts) - self._limit]
         return _refused(len(starts), blocking, at, self._limit, self._window_s)
+
+
+def rate_limiter_for(
+    bus: Bus, *, limit: int = DEFAULT_LIMIT, window_s: float = DEFAULT_WINDOW_S, workspace: str = "default"
+) -> RateLimiter:
+    """The limiter that fits a bus: in its Redis, shared by every process, or in memory beside it."""
+    if isinstance(bus, RedisBus):
+        return RedisRateLimiter(bus._client, limit=limit, window_s=window_s, workspace=workspace)
+    return InMemoryRateLimiter(limit=limit, window_s=window_s)
