@@ -13,6 +13,7 @@ text, 150 of header text, 75 of button text, 10 context elements, 255 for an `ac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -31,6 +32,9 @@ MAX_CONTEXT_TEXT: Final = 3000
 #: The notification fallback (`text`) is a summary of the blocks, kept well under Slack's 4,000
 #: recommended characters; the blocks carry the full content.
 MAX_FALLBACK_TEXT: Final = 300
+#: Our own cap on one message's blocks (as JSON): Slack documents no total, but refuses very large
+#: payloads, and a reader is better served by a second message than by a wall of text.
+MAX_MESSAGE_CHARS: Final = 12_000
 ELLIPSIS: Final = "…"
 
 
@@ -72,16 +76,20 @@ def mrkdwn_chunks(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
     """`text` escaped for mrkdwn, in chunks of at most `limit` characters after escaping.
 
     Escaping lengthens the text (`&` becomes `&amp;`), so a chunk that grows past the limit is split
-    again with room for the growth; the cuts stay at boundaries of the original text.
+    again, finer; the cuts stay at boundaries of the original text.
     """
+    return _escaped_chunks(text, limit, limit)
+
+
+def _escaped_chunks(text: str, limit: int, raw_limit: int) -> list[str]:
     chunks: list[str] = []
-    for piece in split_text(text, limit):
+    for piece in split_text(text, raw_limit):
         escaped = escape(piece)
         if len(escaped) <= limit or len(piece) == 1:
             chunks.append(escaped)
         else:
             # Shrink in proportion to the growth; strictly below len(piece), so this ends.
-            chunks.extend(mrkdwn_chunks(piece, max(1, len(piece) * limit // len(escaped))))
+            chunks.extend(_escaped_chunks(piece, limit, max(1, len(piece) * limit // len(escaped))))
     return chunks
 
 
@@ -149,23 +157,35 @@ def fallback(text: str) -> str:
     return shorten(text, MAX_FALLBACK_TEXT) or "RoundTable"
 
 
+def single_message(text: str, blocks: Sequence[Block]) -> SlackMessage:
+    """A message that is one by nature (a status that is edited, one page of a paginated view).
+
+    Its callers keep it far below 50 blocks by construction (a page holds `PAGE_CHARS`, a status a
+    line per agent); the cut here is only a last guard, so that Slack never refuses the message.
+    """
+    return SlackMessage(text=fallback(text), blocks=list(blocks[:MAX_BLOCKS]))
+
+
 def split_messages(text: str, blocks: Sequence[Block]) -> list[SlackMessage]:
-    """`blocks` as one message, or as several of at most 50 blocks when they do not fit in one.
+    """`blocks` as one message, or as several when they exceed 50 blocks or `MAX_MESSAGE_CHARS`.
 
     Follow-up messages say which part they are in their fallback text; an `actions` block is kept
-    with the block before it when a cut would leave it alone at the top of a message.
+    with the block before it, so buttons never stand alone at the top of a message.
     """
-    if len(blocks) <= MAX_BLOCKS:
-        return [SlackMessage(text=fallback(text), blocks=list(blocks))]
-    parts: list[list[Block]] = []
-    rest = list(blocks)
-    while rest:
-        cut = min(MAX_BLOCKS, len(rest))
-        if cut < len(rest) and rest[cut]["type"] == "actions" and cut > 1:
-            cut -= 1
-        parts.append(rest[:cut])
-        rest = rest[cut:]
+    parts: list[list[Block]] = [[]]
+    size = 0
+    for block in blocks:
+        block_size = len(json.dumps(block, ensure_ascii=False))
+        current = parts[-1]
+        if current and (len(current) == MAX_BLOCKS or size + block_size > MAX_MESSAGE_CHARS):
+            carried = [current.pop()] if block["type"] == "actions" and len(current) > 1 else []
+            parts.append(carried)
+            size = sum(len(json.dumps(b, ensure_ascii=False)) for b in carried)
+        parts[-1].append(block)
+        size += block_size
     total = len(parts)
+    if total == 1:
+        return [SlackMessage(text=fallback(text), blocks=parts[0])]
     return [
         SlackMessage(text=fallback(text if i == 0 else f"{text} (part {i + 1} of {total})"), blocks=part)
         for i, part in enumerate(parts)

@@ -15,6 +15,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import SlackMessage, unescape
+from adapters.slack.errors import SlackError, slack_errors
 from adapters.slack.presenter import SlackPresenter
 from adapters.slack.render import PAGE_CHARS, notice_message, page_message, statistics_pages
 from bot.chat import (
@@ -149,21 +150,26 @@ async def _show_ephemeral(
     replace = bool(container.get("is_ephemeral"))
     if body.get("response_url"):
         try:
-            sent = await respond(
-                text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=replace
-            )
+            with slack_errors("response_url"):
+                sent = await respond(
+                    text=message.text,
+                    blocks=message.blocks,
+                    response_type="ephemeral",
+                    replace_original=replace,
+                )
             if sent.status_code == 200:
                 return
             log.warning("roundtable.slack_respond_failed status=%s body=%s", sent.status_code, sent.body)
-        except Exception:
+        except SlackError:
             log.warning("roundtable.slack_respond_failed", exc_info=True)
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
     user = (body.get("user") or {}).get("id")
     if not channel or not user:
         return
     try:
-        await client.chat_postEphemeral(channel=channel, user=user, **message.payload())
-    except Exception:
+        with slack_errors("chat.postEphemeral"):
+            await client.chat_postEphemeral(channel=channel, user=user, **message.payload())
+    except SlackError:
         log.warning("roundtable.slack_ephemeral_failed channel=%s", channel, exc_info=True)
 
 

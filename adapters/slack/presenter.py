@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import SlackMessage
+from adapters.slack.errors import slack_errors
 from adapters.slack.render import failure_message, progress_message, result_messages
 from bot.chat import ChatOrigin, ChatResult
 from bot.views import ProgressView
@@ -44,23 +45,29 @@ class SlackPresenter:
             if self._status_ts is None:  # the first post failed; try again rather than edit nothing
                 self._status_ts = await self._post(message)
                 return
-            await self._client.chat_update(
-                channel=self._origin.channel_id, ts=self._status_ts, **message.payload()
-            )
+            with slack_errors("chat.update"):
+                await self._client.chat_update(
+                    channel=self._origin.channel_id, ts=self._status_ts, **message.payload()
+                )
 
     async def finished(self, result: ChatResult) -> None:
         async with self._lock:
             for message in result_messages(result.view):
                 await self._post(message)
             if result.chart_png is not None:
-                await self._client.files_upload_v2(
-                    channel=self._origin.channel_id,
-                    thread_ts=self._origin.thread_id,
-                    file=result.chart_png,
-                    filename=f"roundtable-{result.session_id}-votes.png",
-                    title="Vote distribution",
-                    alt_txt=f"Vote distribution ({result.view.voting_rule} voting)",
-                )
+                await self._upload_chart(result.session_id, result.chart_png, rule=result.view.voting_rule)
+
+    async def _upload_chart(self, session_id: str, png: bytes, *, rule: str) -> None:
+        """The vote chart, into the result's channel or thread (get an upload URL, upload, complete)."""
+        with slack_errors("files.upload (v2)"):
+            await self._client.files_upload_v2(
+                channel=self._origin.channel_id,
+                thread_ts=self._origin.thread_id,
+                file=png,
+                filename=f"roundtable-{session_id}-votes.png",
+                title="Vote distribution",
+                alt_txt=f"Vote distribution ({rule} voting)",
+            )
 
     async def failed(self, message: str) -> None:
         async with self._lock:
@@ -70,5 +77,6 @@ class SlackPresenter:
         args: dict[str, Any] = {"channel": self._origin.channel_id, **message.payload()}
         if self._origin.thread_id:
             args["thread_ts"] = self._origin.thread_id
-        response = await self._client.chat_postMessage(**args)
+        with slack_errors("chat.postMessage"):
+            response = await self._client.chat_postMessage(**args)
         return str(response["ts"])

@@ -25,12 +25,14 @@ from adapters.slack.blocks import (
     header,
     sections,
     shorten,
+    single_message,
     split_messages,
 )
 from bot.chat import ACTION_LABELS, ACTIONS, Action, button_id
 from bot.views import AgentStats, Page, ProgressView, ResultView, StatisticsView, VoteBar
 
-#: Characters of discussion or proposals per page: a few section blocks, well inside 50 blocks.
+#: Characters of discussion or proposals per page: at most a dozen section blocks even when escaping
+#: makes the text grow, so a page is always one message.
 PAGE_CHARS: Final = 6000
 #: Agents per statistics page; each takes one section block.
 STATS_PER_PAGE: Final = 10
@@ -56,8 +58,7 @@ def progress_message(view: ProgressView) -> SlackMessage:
     if view.session_id:
         meta.insert(0, f"session {view.session_id}")
     blocks += context(meta)
-    # The status is one edited message; the agent list is short, so this stays far below 50 blocks.
-    return split_messages(f"RoundTable: {view.title}", blocks)[0]
+    return single_message(f"RoundTable: {view.title}", blocks)
 
 
 def _agent_line(label: str, status: str, status_text: str, detail: str | None) -> str:
@@ -129,7 +130,7 @@ def page_message(page: Page, action: Action, session_id: str) -> SlackMessage:
     blocks += sections(page.body)
     blocks += context([f"session {session_id}"])
     blocks += _navigation(action, session_id, page.index, page.total)
-    return split_messages(f"RoundTable {page.label}", blocks)[0]
+    return single_message(f"RoundTable {page.label}", blocks)
 
 
 def statistics_pages(stats: StatisticsView) -> list[SlackMessage]:
@@ -155,7 +156,7 @@ def statistics_pages(stats: StatisticsView) -> list[SlackMessage]:
             ]
         )
         blocks += _navigation("stats", stats.session_id, index, total)
-        pages.append(split_messages(f"RoundTable {label}", blocks)[0])
+        pages.append(single_message(f"RoundTable {label}", blocks))
     return pages
 
 

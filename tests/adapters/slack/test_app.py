@@ -331,3 +331,21 @@ async def test_six_long_proposals_are_paginated_without_cutting_a_word(
             assert benefit in flat
     for call in bot.fake.messages():
         assert block_kit_violations(call.args) == [], call.method
+
+
+async def test_a_result_slack_refuses_to_take_is_reported_in_the_channel(bot: SlackBot) -> None:
+    bot.fake.fail("files.getUploadURLExternal", "not_allowed_token_type")
+    await bot.message("!roundtable Tabs or spaces?")
+    calls = await bot.wait(lambda cs: any(c.text.startswith("⚠️ RoundTable:") for c in cs))
+    [notice] = [c for c in calls if c.text.startswith("⚠️ RoundTable:")]
+    session_id = session_of(next(c for c in calls if is_result(c)))
+    assert "could not be posted" in notice.text and "not_allowed_token_type" in notice.text
+    assert f"roundtable show {session_id}" in section_texts(notice)[0]
+
+
+async def test_failed_status_edits_do_not_stop_the_session(bot: SlackBot) -> None:
+    bot.fake.fail("chat.update", "message_not_found")
+    await bot.message("!roundtable Tabs or spaces?")
+    calls = await bot.wait_result()
+    assert any(c.method == "chat.update" for c in calls)
+    assert not any(c.text.startswith("⚠️") for c in calls)
