@@ -14,15 +14,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus.backend import (
+    DONE,
+    Claims,
+    ClaimStatus,
     Delivery,
     EntryId,
+    Received,
+    Retention,
+    Settlement,
     check_not_negative,
+    check_owner,
     check_positive,
     check_start,
+    check_streams,
     parse_entry_id,
 )
 from bus.message import AgentMessage, MalformedMessage
 from engine.errors import BusUnavailable
+
+#: Sweep expired claims once this many were set since the last sweep.
+_SWEEP_EVERY = 4096
 
 
 def _now_ms() -> float:
@@ -41,6 +52,8 @@ class _Group:
     last_id: EntryId
     # Entries are added in id order (a group's last id only grows), so dict order is the PEL's id order.
     pending: dict[EntryId, _Pending] = field(default_factory=dict)
+    #: Entries trimmed away before this group read them, not yet reported by `receive`.
+    trimmed: int = 0
 
 
 @dataclass(slots=True)
@@ -52,20 +65,33 @@ class _Stream:
     waiting: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def append(self, fields: Mapping[str, str], maxlen: int | None) -> EntryId:
+    def append(self, fields: Mapping[str, str], retention: Retention | None) -> EntryId:
         ms = int(time.time() * 1000)
         last_ms, last_seq = self.last_id
         entry_id = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
         self.ids.append(entry_id)
         self.entries[entry_id] = dict(fields)
         self.last_id = entry_id
-        if maxlen is not None and len(self.ids) > maxlen:
-            excess = len(self.ids) - maxlen
-            for old in self.ids[:excess]:
-                del self.entries[old]
-            del self.ids[:excess]
+        if retention is not None:
+            self.trim(retention, ms)
         self.wake()
         return entry_id
+
+    def trim(self, retention: Retention, now_ms: int) -> None:
+        if retention.maxlen is not None:
+            excess = max(0, len(self.ids) - retention.maxlen)
+        elif retention.max_age_ms is not None:
+            excess = bisect_right(self.ids, (now_ms - retention.max_age_ms - 1, 2**63))
+        else:
+            excess = 0
+        if not excess:
+            return
+        gone = self.ids[:excess]
+        for group in self.groups.values():
+            group.trimmed += excess - bisect_right(gone, group.last_id)
+        for old in gone:
+            del self.entries[old]
+        del self.ids[:excess]
 
     def wake(self) -> None:
         if self.waiting:
@@ -77,40 +103,68 @@ def _format(entry_id: EntryId) -> str:
     return f"{entry_id[0]}-{entry_id[1]}"
 
 
-def _delivery(stream: str, entry_id: EntryId, fields: Mapping[str, str], deliveries: int) -> Delivery:
+def _delivery(
+    stream: str, entry_id: EntryId, fields: Mapping[str, str], deliveries: int, status: ClaimStatus = "new"
+) -> Delivery:
     try:
         message: AgentMessage | None = AgentMessage.from_fields(fields)
         error = None
     except MalformedMessage as exc:
         message, error = None, str(exc)
-    return Delivery(stream, _format(entry_id), message, error, deliveries)
+    return Delivery(stream, _format(entry_id), message, error, deliveries, status, fields)
 
 
 class InMemoryBus:
-    """Streams, consumer groups, pending lists and blocking reads, kept in this process's memory.
+    """Streams, consumer groups, pending lists, claims and blocking reads, kept in this process's memory.
 
-    Trimming by `maxlen` is exact here, where Redis trims approximately; both keep at least `maxlen`.
+    Trimming is exact here, where Redis trims approximately; both keep at least what retention asks.
     """
 
     name = "memory"
 
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
+        self._maps: dict[str, dict[str, str]] = {}
+        # claim key -> (value, expiry in monotonic ms)
+        self._claims: dict[str, tuple[str, float]] = {}
+        self._claims_set = 0
         self._closed = False
 
-    async def publish(self, stream: str, message: AgentMessage, *, maxlen: int | None = None) -> str:
+    async def publish(self, stream: str, message: AgentMessage, *, retention: Retention | None = None) -> str:
         fields = message.to_fields()
-        return self._append(stream, fields, maxlen)
+        return self._append(stream, fields, retention)
+
+    async def publish_many(
+        self, entries: Sequence[tuple[str, AgentMessage]], *, retention: Retention | None = None
+    ) -> list[str]:
+        checked = [(stream, message.to_fields()) for stream, message in entries]
+        self._check_open()
+        return [self._append(stream, fields, retention) for stream, fields in checked]
+
+    async def append(
+        self, stream: str, fields: Mapping[str, str], *, retention: Retention | None = None
+    ) -> str:
+        return self._append(stream, fields, retention)
 
     async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
         """Append fields as they are, skipping the message checks (tests write malformed entries)."""
         return self._append(stream, fields, None)
 
-    def _append(self, stream: str, fields: Mapping[str, str], maxlen: int | None) -> str:
+    def _append(self, stream: str, fields: Mapping[str, str], retention: Retention | None) -> str:
         self._check_open()
-        if maxlen is not None:
-            check_not_negative("maxlen", maxlen)
-        return _format(self._streams.setdefault(stream, _Stream()).append(fields, maxlen))
+        return _format(self._streams.setdefault(stream, _Stream()).append(fields, retention))
+
+    async def entries(
+        self, stream: str, *, after: str | None = None, count: int = 100
+    ) -> list[tuple[str, dict[str, str]]]:
+        check_positive("count", count)
+        start_id = (0, 0) if after is None else parse_entry_id(after)
+        self._check_open()
+        found = self._streams.get(stream)
+        if found is None:
+            return []
+        start = 0 if after is None else bisect_right(found.ids, start_id)
+        return [(_format(i), dict(found.entries[i])) for i in found.ids[start : start + count]]
 
     async def ensure_group(self, stream: str, group: str, *, start: str = "0") -> None:
         check_start(start)
@@ -131,30 +185,80 @@ class InMemoryBus:
     ) -> list[Delivery]:
         check_positive("count", count)
         check_not_negative("block_ms", block_ms)
+        received = await self._receive([stream], group, consumer, count, block_ms, None)
+        return received.deliveries
+
+    async def receive(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        claims: Claims | None = None,
+    ) -> Received:
+        check_streams(streams)
+        check_positive("count", count)
+        check_not_negative("block_ms", block_ms)
+        check_owner(claims, consumer)
+        return await self._receive(streams, group, consumer, count, block_ms, claims)
+
+    async def _receive(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int,
+        claims: Claims | None,
+    ) -> Received:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + block_ms / 1000
+        received = Received()
         while True:
             self._check_open()
-            entries = self._streams.get(stream)
-            if entries is None or group not in entries.groups:
-                self._ensure_group(stream, group, "0")
-                entries = self._streams[stream]
-            got = self._read_new(stream, entries, entries.groups[group], consumer, count)
+            want = count
+            for name in streams:
+                if want <= 0:
+                    break
+                entries = self._streams.get(name)
+                if entries is None or group not in entries.groups:
+                    self._ensure_group(name, group, "0")
+                    entries = self._streams[name]
+                found = entries.groups[group]
+                if found.trimmed:
+                    received.trimmed[name] = received.trimmed.get(name, 0) + found.trimmed
+                    found.trimmed = 0
+                got = self._read_new(name, entries, found, consumer, want, claims)
+                received.deliveries.extend(got)
+                want -= len(got)
             remaining = deadline - loop.time()
-            if got or remaining <= 0:
-                return got
-            # No await between the read above and taking the event, so no publish can slip between.
-            wakeup = entries.wakeup
-            entries.waiting += 1
+            if received.deliveries or remaining <= 0:
+                return received
+            # No await between the reads above and taking the events, so no publish can slip between.
+            waits = [self._streams[name] for name in streams]
+            wakeups = [asyncio.ensure_future(entries.wakeup.wait()) for entries in waits]
+            for entries in waits:
+                entries.waiting += 1
             try:
-                await asyncio.wait_for(wakeup.wait(), remaining)
-            except TimeoutError:
-                return []
+                done, _ = await asyncio.wait(wakeups, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                entries.waiting -= 1
+                for entries in waits:
+                    entries.waiting -= 1
+                for wakeup in wakeups:
+                    wakeup.cancel()
+            if not done:
+                return received
 
     def _read_new(
-        self, stream: str, entries: _Stream, group: _Group, consumer: str, count: int
+        self,
+        stream: str,
+        entries: _Stream,
+        group: _Group,
+        consumer: str,
+        count: int,
+        claims: Claims | None,
     ) -> list[Delivery]:
         start = bisect_right(entries.ids, group.last_id)
         batch = entries.ids[start : start + count]
@@ -164,41 +268,128 @@ class InMemoryBus:
         for entry_id in batch:
             group.pending[entry_id] = _Pending(consumer, now, 1)
         group.last_id = batch[-1]
-        return [_delivery(stream, entry_id, entries.entries[entry_id], 1) for entry_id in batch]
+        return [
+            _delivery(stream, i, entries.entries[i], 1, self._claim(claims, entries.entries[i]))
+            for i in batch
+        ]
+
+    def _claim(self, claims: Claims | None, fields: Mapping[str, str]) -> ClaimStatus:
+        message_id = fields.get("id")
+        if claims is None or message_id is None:
+            return "new"
+        key = claims.key(message_id)
+        now = _now_ms()
+        held = self._claims.get(key)
+        if held is None or held[1] <= now:
+            self._claims[key] = (claims.owner, now + claims.lease_ms)
+            self._claims_set += 1
+            if self._claims_set >= _SWEEP_EVERY:
+                self._sweep_claims(now)
+            return "new"
+        if held[0] == DONE:
+            return "done"
+        if held[0] == claims.owner:
+            self._claims[key] = (claims.owner, now + claims.lease_ms)
+            return "new"
+        return "busy"
+
+    def _sweep_claims(self, now: float) -> None:
+        self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
+        self._claims_set = 0
 
     async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
         parsed = [parse_entry_id(entry_id) for entry_id in entry_ids]
         self._check_open()
+        return self._ack(stream, group, parsed)
+
+    def _ack(self, stream: str, group: str, entry_ids: Sequence[EntryId]) -> int:
         found = self._group(stream, group)
         if found is None:
             return 0
-        return sum(found.pending.pop(entry_id, None) is not None for entry_id in parsed)
+        return sum(found.pending.pop(entry_id, None) is not None for entry_id in entry_ids)
 
     async def reclaim(
-        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 10
-    ) -> list[Delivery]:
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        count: int = 10,
+        claims: Claims | None = None,
+    ) -> Received:
         check_not_negative("min_idle_ms", min_idle_ms)
         check_positive("count", count)
+        check_owner(claims, consumer)
         self._check_open()
+        received = Received()
         found = self._group(stream, group)
         if found is None:
-            return []
+            return received
         entries = self._streams[stream]
         now = _now_ms()
-        claimed: list[Delivery] = []
+        gone = 0
         for entry_id, pending in list(found.pending.items()):
-            if len(claimed) >= count:
+            if len(received.deliveries) >= count:
                 break
             if now - pending.delivered_ms < min_idle_ms:
                 continue
             fields = entries.entries.get(entry_id)
             if fields is None:  # trimmed or deleted: XAUTOCLAIM drops it from the pending list
                 del found.pending[entry_id]
+                gone += 1
                 continue
             pending.consumer, pending.delivered_ms = consumer, now
             pending.deliveries += 1
-            claimed.append(_delivery(stream, entry_id, fields, pending.deliveries))
-        return claimed
+            received.deliveries.append(
+                _delivery(stream, entry_id, fields, pending.deliveries, self._claim(claims, fields))
+            )
+        if gone:
+            received.trimmed[stream] = gone
+        return received
+
+    async def touch(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        entry_ids: Sequence[str],
+        *,
+        claims: Claims | None = None,
+        message_ids: Sequence[str] = (),
+    ) -> None:
+        parsed = [parse_entry_id(entry_id) for entry_id in entry_ids]
+        self._check_open()
+        now = _now_ms()
+        found = self._group(stream, group)
+        if found is not None:
+            for entry_id in parsed:
+                pending = found.pending.get(entry_id)
+                if pending is not None:
+                    pending.consumer, pending.delivered_ms = consumer, now
+        if claims is not None:
+            for message_id in message_ids:
+                key = claims.key(message_id)
+                held = self._claims.get(key)
+                if held is not None and held[1] > now:
+                    self._claims[key] = (held[0], now + claims.lease_ms)
+
+    async def settle(self, settlement: Settlement) -> None:
+        self._check_open()
+        for record in settlement.records:
+            self._append(record.stream, record.fields, record.retention)
+        claims = settlement.claims
+        if claims is not None:
+            now = _now_ms()
+            for message_id in settlement.done:
+                self._claims[claims.key(message_id)] = (DONE, now + settlement.done_ms)
+            for message_id in settlement.released:
+                key = claims.key(message_id)
+                held = self._claims.get(key)
+                if held is not None and held[0] == claims.owner:
+                    del self._claims[key]
+        for stream, entry_ids in settlement.acks.items():
+            self._ack(stream, settlement.group, [parse_entry_id(i) for i in entry_ids])
 
     async def pending_count(self, stream: str, group: str) -> int:
         self._check_open()
@@ -210,9 +401,28 @@ class InMemoryBus:
         entries = self._streams.get(stream)
         return 0 if entries is None else len(entries.ids)
 
-    async def delete(self, *streams: str) -> None:
+    async def map_set(self, key: str, fields: Mapping[str, str]) -> None:
         self._check_open()
-        for name in streams:
+        if fields:
+            self._maps.setdefault(key, {}).update(fields)
+
+    async def map_remove(self, key: str, *names: str) -> None:
+        self._check_open()
+        table = self._maps.get(key)
+        if table is not None:
+            for name in names:
+                table.pop(name, None)
+            if not table:
+                del self._maps[key]
+
+    async def map_get(self, key: str) -> dict[str, str]:
+        self._check_open()
+        return dict(self._maps.get(key, {}))
+
+    async def delete(self, *keys: str) -> None:
+        self._check_open()
+        for name in keys:
+            self._maps.pop(name, None)
             entries = self._streams.pop(name, None)
             if entries is not None:
                 entries.wake()  # blocked consumers re-check, and recreate their group
@@ -227,6 +437,8 @@ class InMemoryBus:
         for entries in self._streams.values():
             entries.wake()
         self._streams.clear()
+        self._maps.clear()
+        self._claims.clear()
 
     def _group(self, stream: str, group: str) -> _Group | None:
         entries = self._streams.get(stream)

@@ -10,6 +10,7 @@ safely below the socket timeout that detects a server that hangs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -20,7 +21,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from bus.backend import Delivery, check_not_negative, check_positive, check_start, parse_entry_id
+from bus import redis_scripts
+from bus.backend import (
+    DONE,
+    Claims,
+    ClaimStatus,
+    Delivery,
+    Received,
+    Retention,
+    Settlement,
+    check_not_negative,
+    check_owner,
+    check_positive,
+    check_start,
+    check_streams,
+    parse_entry_id,
+)
 from bus.message import AgentMessage, MalformedMessage
 from engine.errors import BusUnavailable, ConfigError
 
@@ -32,29 +48,6 @@ SOCKET_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
 #: Longest a single XREADGROUP blocks; longer `block_ms` return [] sooner, as the contract allows.
 MAX_BLOCK_MS = 10_000
-
-# XAUTOCLAIM does not return delivery counts, so the script reads each claimed entry's count with
-# XPENDING in the same atomic step: one round trip, and no other consumer can claim in between.
-# It follows the XAUTOCLAIM cursor until `count` entries are claimed or the pending list is scanned.
-_RECLAIM = """
-local cursor = '0-0'
-local count = tonumber(ARGV[4])
-local claimed = {}
-repeat
-  local reply = redis.call(
-    'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', count - #claimed)
-  cursor = reply[1]
-  for _, entry in ipairs(reply[2]) do
-    if entry then
-      local pending = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
-      local deliveries = 1
-      if pending[1] then deliveries = pending[1][4] end
-      claimed[#claimed + 1] = {entry[1], entry[2], deliveries}
-    end
-  end
-until cursor == '0-0' or #claimed >= count
-return claimed
-"""
 
 
 class _RedisErrors:
@@ -109,13 +102,34 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _delivery(stream: str, entry_id: str, fields: Mapping[str, str] | None, deliveries: int) -> Delivery:
+def _delivery(
+    stream: str,
+    entry_id: str,
+    fields: Mapping[str, str] | None,
+    deliveries: int,
+    status: ClaimStatus = "new",
+) -> Delivery:
     if fields is None:
-        return Delivery(stream, entry_id, None, "the entry was deleted from the stream", deliveries)
+        return Delivery(stream, entry_id, None, "the entry was deleted from the stream", deliveries, status)
     try:
-        return Delivery(stream, entry_id, AgentMessage.from_fields(fields), None, deliveries)
+        return Delivery(stream, entry_id, AgentMessage.from_fields(fields), None, deliveries, status, fields)
     except MalformedMessage as exc:
-        return Delivery(stream, entry_id, None, str(exc), deliveries)
+        return Delivery(stream, entry_id, None, str(exc), deliveries, status, fields)
+
+
+def _trim_args(retention: Retention | None) -> dict[str, Any]:
+    """XADD's trimming arguments: MAXLEN ~ n, or MINID ~ (now - age)."""
+    if retention is None:
+        return {}
+    if retention.maxlen is not None:
+        return {"maxlen": retention.maxlen, "approximate": True}
+    if retention.max_age_ms is not None:
+        return {"minid": f"{int(time.time() * 1000) - retention.max_age_ms}-0", "approximate": True}
+    return {}
+
+
+def _claim_args(claims: Claims | None) -> list[str | int]:
+    return ["", 0] if claims is None else [claims.scope, claims.lease_ms]
 
 
 def _read_entries(reply: Any, stream: str) -> list[tuple[str, dict[str, str] | None]]:
@@ -171,24 +185,56 @@ class RedisBus:
             self._owns_client = False
             self.url = _describe(url_or_client)
         self._errors = _RedisErrors(self.url)
-        self._reclaim_script = self._client.register_script(_RECLAIM)
+        self._receive_script = self._client.register_script(redis_scripts.RECEIVE)
+        self._reclaim_script = self._client.register_script(redis_scripts.RECLAIM)
+        self._release_script = self._client.register_script(redis_scripts.RELEASE)
         self._closed = False
 
-    async def publish(self, stream: str, message: AgentMessage, *, maxlen: int | None = None) -> str:
+    async def publish(self, stream: str, message: AgentMessage, *, retention: Retention | None = None) -> str:
         fields = message.to_fields()
-        if maxlen is not None:
-            check_not_negative("maxlen", maxlen)
         self._check_open()
         with self._errors:
-            entry_id = await self._client.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            entry_id = await self._client.xadd(stream, fields, **_trim_args(retention))  # type: ignore[arg-type]
+        return _text(entry_id)
+
+    async def publish_many(
+        self, entries: Sequence[tuple[str, AgentMessage]], *, retention: Retention | None = None
+    ) -> list[str]:
+        checked = [(stream, message.to_fields()) for stream, message in entries]
+        self._check_open()
+        if not checked:
+            return []
+        trim = _trim_args(retention)
+        with self._errors:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for stream, fields in checked:
+                    pipe.xadd(stream, fields, **trim)  # type: ignore[arg-type]
+                replies = await pipe.execute()
+        return [_text(entry_id) for entry_id in replies]
+
+    async def append(
+        self, stream: str, fields: Mapping[str, str], *, retention: Retention | None = None
+    ) -> str:
+        self._check_open()
+        with self._errors:
+            entry_id = await self._client.xadd(stream, dict(fields), **_trim_args(retention))  # type: ignore[arg-type]
         return _text(entry_id)
 
     async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
         """Append fields as they are, skipping the message checks (tests write malformed entries)."""
+        return await self.append(stream, fields)
+
+    async def entries(
+        self, stream: str, *, after: str | None = None, count: int = 100
+    ) -> list[tuple[str, dict[str, str]]]:
+        check_positive("count", count)
+        if after is not None:
+            parse_entry_id(after)
         self._check_open()
         with self._errors:
-            entry_id = await self._client.xadd(stream, dict(fields))  # type: ignore[arg-type]
-        return _text(entry_id)
+            reply = await self._client.xrange(stream, "-" if after is None else f"({after}", "+", count=count)
+        rows: list[Any] = reply or []
+        return [(_text(entry_id), dict(fields)) for entry_id, fields in rows]
 
     async def ensure_group(self, stream: str, group: str, *, start: str = "0") -> None:
         check_start(start)
@@ -225,6 +271,54 @@ class RedisBus:
                 )
         return [_delivery(stream, entry_id, fields, 1) for entry_id, fields in _read_entries(reply, stream)]
 
+    async def receive(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int = 100,
+        block_ms: int = 1000,
+        claims: Claims | None = None,
+    ) -> Received:
+        check_streams(streams)
+        check_positive("count", count)
+        check_not_negative("block_ms", block_ms)
+        check_owner(claims, consumer)
+        self._check_open()
+        received, marks = await self._receive_once(streams, group, consumer, count, claims)
+        if received.deliveries or not block_ms:
+            return received
+        # Nothing waiting: block until any stream has an entry past its group's last delivered id,
+        # then read once more (another consumer may have taken it: [] is then the answer).
+        with self._errors:
+            await self._client.xread(
+                dict(zip(streams, marks, strict=True)), count=1, block=min(block_ms, MAX_BLOCK_MS)
+            )
+        again, _ = await self._receive_once(streams, group, consumer, count, claims)
+        for stream, lost in received.trimmed.items():
+            again.trimmed[stream] = again.trimmed.get(stream, 0) + lost
+        return again
+
+    async def _receive_once(
+        self, streams: Sequence[str], group: str, consumer: str, count: int, claims: Claims | None
+    ) -> tuple[Received, list[str]]:
+        with self._errors:
+            entries, trimmed, marks = await self._receive_script(
+                keys=list(streams),
+                args=[group, consumer, count, *_claim_args(claims)],
+                client=self._client,
+            )
+        received = Received(
+            [
+                _delivery(streams[int(index) - 1], entry_id, _pairs(flat), 1, status)
+                for index, entry_id, flat, status in entries
+            ]
+        )
+        for index, lost in zip(trimmed[::2], trimmed[1::2], strict=True):
+            received.trimmed[streams[int(index) - 1]] = int(lost)
+        return received, [_text(mark) for mark in marks]
+
     async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
         for entry_id in entry_ids:
             parse_entry_id(entry_id)
@@ -236,21 +330,91 @@ class RedisBus:
         return acked
 
     async def reclaim(
-        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 10
-    ) -> list[Delivery]:
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        count: int = 10,
+        claims: Claims | None = None,
+    ) -> Received:
         check_not_negative("min_idle_ms", min_idle_ms)
         check_positive("count", count)
+        check_owner(claims, consumer)
         self._check_open()
         with self._errors:
             try:
-                claimed = await self._reclaim_script(
-                    keys=[stream], args=[group, consumer, min_idle_ms, count], client=self._client
+                claimed, gone = await self._reclaim_script(
+                    keys=[stream],
+                    args=[group, consumer, min_idle_ms, count, *_claim_args(claims)],
+                    client=self._client,
                 )
             except ResponseError as exc:
                 if _is_nogroup(exc):
-                    return []
+                    return Received()
                 raise
-        return [_delivery(stream, entry_id, _pairs(flat), int(n)) for entry_id, flat, n in claimed]
+        received = Received(
+            [
+                _delivery(stream, entry_id, _pairs(flat), int(n), status)
+                for entry_id, flat, n, status in claimed
+            ]
+        )
+        if gone:
+            received.trimmed[stream] = int(gone)
+        return received
+
+    async def touch(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        entry_ids: Sequence[str],
+        *,
+        claims: Claims | None = None,
+        message_ids: Sequence[str] = (),
+    ) -> None:
+        for entry_id in entry_ids:
+            parse_entry_id(entry_id)
+        self._check_open()
+        if not entry_ids and not message_ids:
+            return
+        with self._errors:
+            async with self._client.pipeline(transaction=False) as pipe:
+                if entry_ids:
+                    # JUSTID: the idle time restarts, the delivery count does not grow.
+                    pipe.xclaim(stream, group, consumer, 0, list(entry_ids), justid=True)
+                if claims is not None:
+                    for message_id in message_ids:
+                        pipe.pexpire(claims.key(message_id), claims.lease_ms)
+                try:
+                    await pipe.execute()
+                except ResponseError as exc:
+                    if not _is_nogroup(exc):
+                        raise
+
+    async def settle(self, settlement: Settlement) -> None:
+        self._check_open()
+        if settlement.is_empty():
+            return
+        claims = settlement.claims
+        with self._errors:
+            async with self._client.pipeline(transaction=True) as pipe:
+                for record in settlement.records:
+                    pipe.xadd(record.stream, dict(record.fields), **_trim_args(record.retention))  # type: ignore[arg-type]
+                if claims is not None:
+                    for message_id in settlement.done:
+                        pipe.set(claims.key(message_id), DONE, px=settlement.done_ms)
+                    if settlement.released:
+                        await self._release_script(
+                            keys=[claims.key(m) for m in settlement.released],
+                            args=[claims.owner],
+                            client=pipe,
+                        )
+                for stream, entry_ids in settlement.acks.items():
+                    if entry_ids:
+                        pipe.xack(stream, settlement.group, *entry_ids)
+                await pipe.execute()
 
     async def pending_count(self, stream: str, group: str) -> int:
         self._check_open()
@@ -269,11 +433,29 @@ class RedisBus:
             size: int = await self._client.xlen(stream)
         return size
 
-    async def delete(self, *streams: str) -> None:
+    async def map_set(self, key: str, fields: Mapping[str, str]) -> None:
         self._check_open()
-        if streams:
+        if fields:
             with self._errors:
-                await self._client.delete(*streams)
+                await self._client.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+
+    async def map_remove(self, key: str, *names: str) -> None:
+        self._check_open()
+        if names:
+            with self._errors:
+                await self._client.hdel(key, *names)
+
+    async def map_get(self, key: str) -> dict[str, str]:
+        self._check_open()
+        with self._errors:
+            table = await self._client.hgetall(key)
+        return {_text(name): _text(value) for name, value in table.items()}
+
+    async def delete(self, *keys: str) -> None:
+        self._check_open()
+        if keys:
+            with self._errors:
+                await self._client.delete(*keys)
 
     async def ping(self) -> None:
         self._check_open()

@@ -17,7 +17,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bus.backend import Bus, Delivery, parse_entry_id, stream_key
+from bus.backend import (
+    Bus,
+    Claims,
+    Delivery,
+    Received,
+    Record,
+    Retention,
+    Settlement,
+    parse_entry_id,
+    stream_key,
+)
 from bus.memory import InMemoryBus
 from bus.message import AgentMessage, MalformedMessage
 from bus.redis_server import PrivateRedis, redis_server_binary
@@ -150,7 +160,7 @@ async def test_ack_and_pending_on_a_missing_group_find_nothing(bus: Bus, new_str
     stream = new_stream()
     assert await bus.ack(stream, "nobody", ["1-0"]) == 0
     assert await bus.pending_count(stream, "nobody") == 0
-    assert await bus.reclaim(stream, "nobody", "c", min_idle_ms=0) == []
+    assert await bus.reclaim(stream, "nobody", "c", min_idle_ms=0) == Received()
 
 
 async def test_ack_refuses_a_malformed_entry_id(bus: Bus, new_stream: NewStream) -> None:
@@ -165,16 +175,16 @@ async def test_unacked_entries_are_reclaimed_by_another_consumer(bus: Bus, new_s
     entry_id = await bus.publish(stream, sent)
     await bus.consume(stream, "g", "crashed", block_ms=0)
 
-    assert await bus.reclaim(stream, "g", "rescuer", min_idle_ms=3_600_000) == []  # not idle long enough
-    [taken] = await bus.reclaim(stream, "g", "rescuer", min_idle_ms=0)
+    assert await bus.reclaim(stream, "g", "rescuer", min_idle_ms=3_600_000) == Received()  # not idle enough
+    [taken] = (await bus.reclaim(stream, "g", "rescuer", min_idle_ms=0)).deliveries
     assert taken == Delivery(stream, entry_id, sent, None, 2)
-    [again] = await bus.reclaim(stream, "g", "third", min_idle_ms=0)
+    [again] = (await bus.reclaim(stream, "g", "third", min_idle_ms=0)).deliveries
     assert again.deliveries == 3
 
     assert await bus.consume(stream, "g", "crashed", block_ms=0) == []  # reclaim is not a new delivery
     assert await bus.pending_count(stream, "g") == 1
     assert await bus.ack(stream, "g", [entry_id]) == 1
-    assert await bus.reclaim(stream, "g", "rescuer", min_idle_ms=0) == []
+    assert await bus.reclaim(stream, "g", "rescuer", min_idle_ms=0) == Received()
 
 
 async def test_reclaim_takes_at_most_count_oldest_first(bus: Bus, new_stream: NewStream) -> None:
@@ -183,20 +193,23 @@ async def test_reclaim_takes_at_most_count_oldest_first(bus: Bus, new_stream: Ne
     published = [await bus.publish(stream, make()) for _ in range(5)]
     await bus.consume(stream, "g", "c", block_ms=0)
 
-    assert ids(await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=2)) == published[:2]
+    assert ids((await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=2)).deliveries) == published[:2]
 
 
-async def test_reclaim_drops_pending_entries_that_were_trimmed(bus: Bus, new_stream: NewStream) -> None:
+async def test_reclaim_drops_and_counts_pending_entries_that_were_trimmed(
+    bus: Bus, new_stream: NewStream
+) -> None:
     stream = new_stream()
     await bus.ensure_group(stream, "g")
     await bus.publish(stream, make())
     [lost] = await bus.consume(stream, "g", "c", block_ms=0)
     for _ in range(300):
-        await bus.publish(stream, make(), maxlen=10)
+        await bus.publish(stream, make(), retention=Retention(maxlen=10))
 
     reclaimed = await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=1000)
 
-    assert lost.entry_id not in ids(reclaimed)
+    assert lost.entry_id not in ids(reclaimed.deliveries)
+    assert reclaimed.trimmed == {stream: 1}
     assert await bus.pending_count(stream, "g") == 0
 
 
@@ -235,7 +248,7 @@ async def test_maxlen_trims_the_oldest_entries(bus: Bus, new_stream: NewStream) 
     """Redis trims approximately (whole nodes), so only the bounds are pinned: at least maxlen remain."""
     stream = new_stream()
     await bus.ensure_group(stream, "g")
-    published = [await bus.publish(stream, make(), maxlen=20) for _ in range(300)]
+    published = [await bus.publish(stream, make(), retention=Retention(maxlen=20)) for _ in range(300)]
 
     assert 20 <= await bus.length(stream) < 300
     remaining = await bus.consume(stream, "g", "c", count=1000, block_ms=0)
@@ -299,7 +312,9 @@ async def test_bad_arguments_are_refused(bus: Bus, new_stream: NewStream) -> Non
     with pytest.raises(BadRequest, match="min_idle_ms must be 0 or more"):
         await bus.reclaim(stream, "g", "c", min_idle_ms=-5)
     with pytest.raises(BadRequest, match="maxlen must be 0 or more"):
-        await bus.publish(stream, make(), maxlen=-1)
+        Retention(maxlen=-1)
+    with pytest.raises(BadRequest, match="by length or by age, not both"):
+        Retention(maxlen=10, max_age_ms=1000)
 
 
 async def test_delete_removes_streams_and_ignores_missing_ones(bus: Bus, new_stream: NewStream) -> None:
@@ -319,6 +334,223 @@ async def test_a_closed_bus_refuses_work(bus: Bus, new_stream: NewStream) -> Non
         await bus.publish(new_stream(), make())
     with pytest.raises(BusUnavailable, match="closed"):
         await bus.consume(new_stream(), "g", "c", block_ms=0)
+
+
+# --- batch operations the delivery layer builds on -------------------------------------------------
+
+
+def claims(prefix: str, owner: str, lease_ms: int = 60_000) -> Claims:
+    return Claims(prefix + "seen:", owner, lease_ms)
+
+
+async def test_publish_many_appends_in_order(bus: Bus, new_stream: NewStream) -> None:
+    one, two = new_stream("one"), new_stream("two")
+    sent = [make(content={"i": i}) for i in range(4)]
+    entry_ids = await bus.publish_many([(one, sent[0]), (two, sent[1]), (one, sent[2]), (two, sent[3])])
+
+    assert len(entry_ids) == 4
+    assert [d.message for d in await bus.consume(one, "g", "c", block_ms=0)] == [sent[0], sent[2]]
+    assert [d.message for d in await bus.consume(two, "g", "c", block_ms=0)] == [sent[1], sent[3]]
+    assert await bus.publish_many([]) == []
+
+
+async def test_publish_many_sends_nothing_when_one_message_is_invalid(
+    bus: Bus, new_stream: NewStream
+) -> None:
+    stream = new_stream()
+    bad = make().model_copy(update={"priority": 12})
+    with pytest.raises(BadRequest, match="priority"):
+        await bus.publish_many([(stream, make()), (stream, bad)])
+    assert await bus.length(stream) == 0
+
+
+async def test_append_and_entries_keep_raw_records(bus: Bus, new_stream: NewStream) -> None:
+    stream = new_stream()
+    first = await bus.append(stream, {"reason": "expired", "n": "1"})
+    second = await bus.append(stream, {"reason": "malformed", "n": "2"})
+    third = await bus.append(stream, {"reason": "expired", "n": "3"})
+
+    assert await bus.entries(stream) == [
+        (first, {"reason": "expired", "n": "1"}),
+        (second, {"reason": "malformed", "n": "2"}),
+        (third, {"reason": "expired", "n": "3"}),
+    ]
+    assert [e for e, _ in await bus.entries(stream, after=first, count=1)] == [second]
+    assert await bus.entries(stream, after=third) == []
+    assert await bus.entries(new_stream("none")) == []
+
+
+async def test_receive_reads_streams_in_the_order_given(bus: Bus, new_stream: NewStream) -> None:
+    """A later stream (a lower priority lane) is read only when the earlier ones have nothing left."""
+    high, low = new_stream("high"), new_stream("low")
+    low_ids = [await bus.publish(low, make(content={"lane": "low"})) for _ in range(3)]
+    high_ids = [await bus.publish(high, make(content={"lane": "high"})) for _ in range(2)]
+
+    first = await bus.receive([high, low], "g", "c", count=3, block_ms=0)
+    second = await bus.receive([high, low], "g", "c", count=3, block_ms=0)
+
+    assert ids(first.deliveries) == [*high_ids, low_ids[0]]
+    assert ids(second.deliveries) == low_ids[1:]
+    assert [d.stream for d in first.deliveries] == [high, high, low]
+    assert all(d.deliveries == 1 and d.status == "new" for d in first.deliveries)
+    assert first.trimmed == {} and second.trimmed == {}
+    assert (await bus.receive([high, low], "g", "c", block_ms=0)).deliveries == []
+    assert await bus.pending_count(high, "g") == 2 and await bus.pending_count(low, "g") == 3
+
+
+async def test_receive_waits_for_an_entry_on_any_stream(bus: Bus, new_stream: NewStream) -> None:
+    high, low = new_stream("high"), new_stream("low")
+    await bus.receive([high, low], "g", "c", block_ms=0)  # creates the groups
+    waiting = asyncio.create_task(bus.receive([high, low], "g", "c", block_ms=10_000))
+    await asyncio.sleep(0.05)  # let it start waiting; the outcome is the same if it has not
+    entry_id = await bus.publish(low, make())
+
+    received = await asyncio.wait_for(waiting, timeout=10)
+    assert ids(received.deliveries) == [entry_id]
+
+
+async def test_receive_claims_message_ids(bus: Bus, new_stream: NewStream, prefix: str) -> None:
+    """A message id claimed by one consumer is busy for another, and new again for its holder."""
+    stream = new_stream()
+    sent = make()
+    await bus.publish(stream, sent)
+    await bus.publish(stream, sent)  # the same message twice, as a retrying sender would
+
+    [mine] = (
+        await bus.receive([stream], "g", "a", count=1, block_ms=0, claims=claims(prefix, "a"))
+    ).deliveries
+    [theirs] = (
+        await bus.receive([stream], "g", "b", count=1, block_ms=0, claims=claims(prefix, "b"))
+    ).deliveries
+
+    assert (mine.status, theirs.status) == ("new", "busy")
+    [again] = (
+        await bus.reclaim(stream, "g", "a", min_idle_ms=0, count=1, claims=claims(prefix, "a"))
+    ).deliveries
+    assert again.entry_id == mine.entry_id and again.status == "new"
+
+
+async def test_settle_marks_done_releases_appends_and_acks(
+    bus: Bus, new_stream: NewStream, prefix: str
+) -> None:
+    stream, dlq = new_stream(), new_stream("dlq")
+    handled, failed = make(), make()
+    await bus.publish_many([(stream, handled), (stream, failed)])
+    mine = claims(prefix, "a")
+    got = (await bus.receive([stream], "g", "a", block_ms=0, claims=mine)).deliveries
+
+    await bus.settle(
+        Settlement(
+            group="g",
+            records=[Record(dlq, {"reason": "test"})],
+            done=[handled.message_id],
+            released=[failed.message_id],
+            acks={stream: [got[0].entry_id]},
+            claims=mine,
+        )
+    )
+
+    assert [fields for _, fields in await bus.entries(dlq)] == [{"reason": "test"}]
+    assert await bus.pending_count(stream, "g") == 1
+    # The failed one is free to run again, for another consumer; a duplicate of the handled one is done.
+    other = claims(prefix, "b")
+    [retry] = (await bus.reclaim(stream, "g", "b", min_idle_ms=0, claims=other)).deliveries
+    assert (retry.entry_id, retry.status, retry.deliveries) == (got[1].entry_id, "new", 2)
+    await bus.publish(stream, handled)
+    [duplicate] = (await bus.receive([stream], "g", "b", block_ms=0, claims=other)).deliveries
+    assert duplicate.status == "done"
+
+
+async def test_settle_releases_only_the_owners_claims(bus: Bus, new_stream: NewStream, prefix: str) -> None:
+    stream = new_stream()
+    sent = make()
+    await bus.publish_many([(stream, sent), (stream, sent)])
+    await bus.receive([stream], "g", "a", count=1, block_ms=0, claims=claims(prefix, "a"))
+
+    await bus.settle(Settlement(group="g", released=[sent.message_id], claims=claims(prefix, "b")))
+
+    [second] = (await bus.receive([stream], "g", "b", block_ms=0, claims=claims(prefix, "b"))).deliveries
+    assert second.status == "busy"
+
+
+async def test_settle_refuses_marks_without_claims() -> None:
+    with pytest.raises(BadRequest, match="needs its claims"):
+        Settlement(group="g", done=["m1"])
+    assert Settlement(group="g", acks={"s": []}).is_empty()
+
+
+async def test_receive_counts_entries_trimmed_before_delivery(bus: Bus, new_stream: NewStream) -> None:
+    """Every entry is either handed out or counted as trimmed: none is lost silently."""
+    stream = new_stream()
+    await bus.ensure_group(stream, "g")
+    first = await bus.receive([stream], "g", "c", block_ms=0)
+    await bus.publish_many([(stream, make()) for _ in range(3)])
+    read = len((await bus.receive([stream], "g", "c", count=1, block_ms=0)).deliveries)
+    await bus.publish_many([(stream, make()) for _ in range(500)], retention=Retention(maxlen=50))
+
+    received = await bus.receive([stream], "g", "c", count=1000, block_ms=0)
+
+    assert first.trimmed == {} and read == 1
+    kept = await bus.length(stream)
+    assert 50 <= kept < 503
+    assert len(received.deliveries) == kept
+    assert received.trimmed == {stream: 503 - read - kept}
+    # Counted once: the next read finds nothing more, and nothing new trimmed.
+    assert await bus.receive([stream], "g", "c", block_ms=0) == Received()
+
+
+async def test_retention_by_age_trims_older_entries(bus: Bus, new_stream: NewStream) -> None:
+    stream = new_stream()
+    await bus.publish_many([(stream, make()) for _ in range(300)])
+    await asyncio.sleep(0.05)
+    last = await bus.publish(stream, make(), retention=Retention(max_age_ms=20))
+
+    kept = await bus.length(stream)
+    assert 1 <= kept <= 101  # Redis keeps whole internal nodes of up to 100 entries
+    assert (await bus.entries(stream, after=None, count=1000))[-1][0] == last
+
+
+async def test_touch_restarts_idle_time_without_counting_a_delivery(
+    bus: Bus, new_stream: NewStream, prefix: str
+) -> None:
+    stream = new_stream()
+    await bus.publish_many([(stream, make()), (stream, make())])
+    kept, left = (await bus.receive([stream], "g", "c", block_ms=0)).deliveries
+    await asyncio.sleep(0.5)
+
+    await bus.touch(stream, "g", "c", [kept.entry_id])
+
+    # Only the untouched entry has been idle for 400 ms.
+    assert ids((await bus.reclaim(stream, "g", "r", min_idle_ms=400)).deliveries) == [left.entry_id]
+    [again] = (await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=1)).deliveries
+    assert (again.entry_id, again.deliveries) == (kept.entry_id, 2)
+
+
+async def test_maps_hold_small_tables(bus: Bus, new_stream: NewStream) -> None:
+    table = new_stream("members")
+    assert await bus.map_get(table) == {}
+    await bus.map_set(table, {"analyst": "host", "skeptic": "sb-1"})
+    await bus.map_set(table, {"skeptic": "sb-2"})
+    await bus.map_set(table, {})
+    assert await bus.map_get(table) == {"analyst": "host", "skeptic": "sb-2"}
+    await bus.map_remove(table, "analyst", "nobody")
+    assert await bus.map_get(table) == {"skeptic": "sb-2"}
+    await bus.delete(table)
+    assert await bus.map_get(table) == {}
+
+
+async def test_batch_operations_refuse_bad_arguments(bus: Bus, new_stream: NewStream, prefix: str) -> None:
+    stream = new_stream()
+    with pytest.raises(BadRequest, match="must be one or more non-empty names"):
+        await bus.receive([], "g", "c")
+    with pytest.raises(BadRequest, match="name a stream twice"):
+        await bus.receive([stream, stream], "g", "c")
+    with pytest.raises(BadRequest, match="must be the reading consumer"):
+        await bus.receive([stream], "g", "c", claims=claims(prefix, "someone-else"))
+    with pytest.raises(BadRequest, match="'x' is not a stream id"):
+        await bus.entries(stream, after="x")
+    with pytest.raises(BadRequest, match="lease_ms must be 1 or more"):
+        Claims("p:", "c", 0)
 
 
 # --- Redis only ------------------------------------------------------------------------------------

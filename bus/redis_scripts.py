@@ -1,0 +1,168 @@
+"""The Lua scripts behind `RedisBus`'s batch operations, each one atomic step and one round trip.
+
+Scripts run on the server, so a read, its idempotency claims and its trim accounting cannot interleave
+with another consumer's. Every key a script touches is passed in KEYS or derived from a claim scope
+inside the workspace's hash tag, so a workspace's scripts stay on one Redis Cluster shard.
+"""
+
+from __future__ import annotations
+
+# Shared helpers. `claim` returns the status of an entry's message id for the reading consumer:
+# unclaimed -> claim it for `lease` ms ("new"); already done -> "done"; held by this consumer ->
+# "new" (its own earlier attempt); held by another -> "busy".
+_PRELUDE = """
+local function field(flat, name)
+  for i = 1, #flat, 2 do
+    if flat[i] == name then return flat[i + 1] end
+  end
+  return nil
+end
+
+local function claim(scope, consumer, lease, flat)
+  if scope == '' then return 'new' end
+  local id = field(flat, 'id')
+  if not id then return 'new' end
+  local key = scope .. id
+  local held = redis.call('GET', key)
+  if not held then
+    redis.call('SET', key, consumer, 'PX', lease)
+    return 'new'
+  elseif held == '+done' then
+    return 'done'
+  elseif held == consumer then
+    redis.call('PEXPIRE', key, lease)
+    return 'new'
+  end
+  return 'busy'
+end
+"""
+
+# KEYS: the streams, highest priority first. ARGV: group, consumer, count, claim scope ('' for none),
+# lease ms. Returns {entries, trimmed, marks}:
+# - entries: {stream index, entry id, flat fields, claim status}, read in stream order;
+# - trimmed: flat {stream index, count} pairs, count -1 when it cannot be known;
+# - marks: each stream's last delivered id, for the caller's blocking XREAD when nothing was read.
+#
+# Trim accounting: Redis 7 keeps `entries-added` per stream and `entries-read` per group. When the
+# stream's first entry is newer than the group's last delivered id, the entries in between were
+# trimmed before the group read them: (entries-added - length) left the stream, of which the group
+# had read `entries-read`. SETID then records the group as having passed them, so they count once.
+# XREADGROUP may not block inside a script, so the caller blocks with XREAD on `marks` and reads again.
+RECEIVE = (
+    _PRELUDE
+    + """
+local group, consumer = ARGV[1], ARGV[2]
+local want = tonumber(ARGV[3])
+local scope, lease = ARGV[4], ARGV[5]
+
+local function split(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local function newer(a, b)
+  local am, as = split(a)
+  local bm, bs = split(b)
+  return am > bm or (am == bm and as > bs)
+end
+
+local function group_state(key)
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
+  if not groups['err'] then
+    for _, flat in ipairs(groups) do
+      local state = {}
+      for i = 1, #flat, 2 do state[flat[i]] = flat[i + 1] end
+      if state['name'] == group then return state end
+    end
+  end
+  redis.call('XGROUP', 'CREATE', key, group, '0', 'MKSTREAM')
+  return {['last-delivered-id'] = '0-0', ['entries-read'] = 0, ['lag'] = false}
+end
+
+local entries, trimmed, marks = {}, {}, {}
+for index, key in ipairs(KEYS) do
+  if want <= 0 then break end
+  local state = group_state(key)
+  local last = state['last-delivered-id']
+  marks[#marks + 1] = last
+  if state['lag'] ~= 0 then
+    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+    if first and newer(first[1], last) then
+      local info = redis.call('XINFO', 'STREAM', key)
+      local added, length = nil, 0
+      for i = 1, #info, 2 do
+        if info[i] == 'entries-added' then added = info[i + 1] end
+        if info[i] == 'length' then length = info[i + 1] end
+      end
+      if added then
+        local gone = added - length
+        local read = state['entries-read']
+        if not read and last == '0-0' then read = 0 end
+        if not read then
+          trimmed[#trimmed + 1] = index
+          trimmed[#trimmed + 1] = -1
+        elseif gone > read then
+          trimmed[#trimmed + 1] = index
+          trimmed[#trimmed + 1] = gone - read
+        end
+        redis.pcall('XGROUP', 'SETID', key, group, last, 'ENTRIESREAD', gone)
+      end
+    end
+    local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want, 'STREAMS', key, '>')
+    if reply then
+      for _, entry in ipairs(reply[1][2]) do
+        entries[#entries + 1] = {index, entry[1], entry[2], claim(scope, consumer, lease, entry[2])}
+        want = want - 1
+      end
+    end
+  end
+end
+return {entries, trimmed, marks}
+"""
+)
+
+# XAUTOCLAIM does not return delivery counts, so the script reads each claimed entry's count with
+# XPENDING in the same atomic step: one round trip, and no other consumer can claim in between.
+# It follows the XAUTOCLAIM cursor until `count` entries are claimed or the pending list is scanned.
+# Pending entries whose stream entry was trimmed are dropped by XAUTOCLAIM and counted.
+# KEYS[1]: the stream. ARGV: group, consumer, min idle ms, count, claim scope ('' for none), lease ms.
+# Returns {{entry id, flat fields, deliveries, claim status}, ...}, trimmed count}.
+RECLAIM = (
+    _PRELUDE
+    + """
+local group, consumer = ARGV[1], ARGV[2]
+local count = tonumber(ARGV[4])
+local scope, lease = ARGV[5], ARGV[6]
+local cursor = '0-0'
+local claimed, gone = {}, 0
+repeat
+  local reply = redis.call(
+    'XAUTOCLAIM', KEYS[1], group, consumer, ARGV[3], cursor, 'COUNT', count - #claimed)
+  cursor = reply[1]
+  for _, entry in ipairs(reply[2]) do
+    if entry then
+      local pending = redis.call('XPENDING', KEYS[1], group, entry[1], entry[1], 1)
+      local deliveries = 1
+      if pending[1] then deliveries = pending[1][4] end
+      claimed[#claimed + 1] = {entry[1], entry[2], deliveries, claim(scope, consumer, lease, entry[2])}
+    else
+      gone = gone + 1
+    end
+  end
+  if reply[3] then gone = gone + #reply[3] end
+until cursor == '0-0' or #claimed >= count
+return {claimed, gone}
+"""
+)
+
+# KEYS: claim keys. ARGV[1]: the owner. Drops the claims this owner still holds.
+RELEASE = """
+local dropped = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
