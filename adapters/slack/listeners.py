@@ -174,5 +174,11 @@ async def _show_ephemeral(
 
 
 def _is_retry(request: AsyncBoltRequest) -> bool:
-    """Slack resends an event it thinks was missed; the first delivery already started the session."""
-    return bool(request.headers.get("x-slack-retry-num"))
+    """Slack resends an event it thinks was missed; the first delivery already started the session.
+
+    HTTP requests carry `X-Slack-Retry-Num: 1..`; Socket Mode envelopes carry `retry_attempt`, which
+    bolt mirrors into the same header, as `0` on a first delivery.
+    """
+    values = request.headers.get("x-slack-retry-num") or []
+    first = values[0] if values else "0"
+    return first.isdigit() and int(first) > 0

@@ -8,6 +8,8 @@ bolt's `respond()` (given a `response_url` from `fake.response_url()`) run unpat
                              `files_upload_v2`); the raw bytes are kept in `fake.uploads`
     POST /response/<name>    a `response_url` of an interaction payload
 
+Socket Mode's `apps.connections.open` answers with `fake.socket_url`, a WebSocket the test serves.
+
 Every request is recorded as a `Call` (method, merged arguments, files, raw body). Like Slack, the
 server refuses a message whose Block Kit breaks Slack's limits (`invalid_blocks`, `msg_too_long`,
 `no_text`), and `block_kit_violations` names each broken limit so tests can assert on it.
@@ -211,6 +213,8 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._file_ids = itertools.count(1)
         self.uploads: dict[str, bytes] = {}
+        #: The WebSocket URL `apps.connections.open` hands out (Socket Mode); None refuses the call.
+        self.socket_url: str | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition(self._lock)
@@ -351,6 +355,10 @@ class FakeSlack:
                 "bot_id": BOT_ID,
                 "is_enterprise_install": False,
             }
+        if call.method == "apps.connections.open":
+            if self.socket_url is None:
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": self.socket_url}
         if call.method == "chat.postMessage":
             ts = self._next_ts()
             message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts}

@@ -99,11 +99,22 @@ async def test_a_mention_with_a_dilemma_starts_one_session_on_the_text_without_t
 ) -> None:
     await bot.mention("What are the pros and cons of a four-day week for our team?")
     calls = await bot.wait_result()
-    assert len(statuses(bot.fake)) == 1  # the message event that carries the mention does not start another
+    # The message event that carries the mention neither starts a second session nor is refused.
+    assert len(statuses(bot.fake)) == 1 and replies(bot.fake) == []
     result = next(c for c in calls if is_result(c))
     question = next(t for t in section_texts(result) if t.startswith("*Question*"))
     assert question == "*Question*\nWhat are the pros and cons of a four-day week for our team?"
     assert f"<@{BOT_USER_ID}>" not in json.dumps(result.args)
+
+
+async def test_a_mention_in_a_trigger_channel_starts_one_session_not_two(
+    start_bot: StartBot, slack_settings: Callable[..., Settings]
+) -> None:
+    """There the message event alone would start a session too; only app_mention answers a mention."""
+    bot = await start_bot(slack_settings(trigger_channels=["CTRIG"]))
+    await bot.mention("Postgres or MySQL for the new billing service?", channel="CTRIG")
+    await bot.wait_result("CTRIG")
+    assert len(statuses(bot.fake, "CTRIG")) == 1 and replies(bot.fake, "CTRIG") == []
 
 
 async def test_a_mention_without_a_dilemma_answers_with_a_hint_in_the_thread(bot: SlackBot) -> None:

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from adapters.slack import EVENTS_PATH, build_app, run_slack
 from bot import ConfigError, Runtime, Settings
@@ -18,6 +19,8 @@ from tests.adapters.slack.conftest import SECRET, SlackBot, StartBot, is_result
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.fake_slack import TEAM_ID, Call, FakeSlack, signed_headers
 from tests.servers import free_port
+
+T = TypeVar("T")
 
 
 @pytest.mark.parametrize(
@@ -96,7 +99,7 @@ async def test_run_slack_resumes_a_session_a_crash_left_running_and_posts_to_its
             await server
 
 
-async def _until(server: asyncio.Task[None], waiting: Awaitable[list[Call]]) -> list[Call]:
+async def _until(server: asyncio.Task[None], waiting: Awaitable[T]) -> T:
     """What `waiting` returns, unless the server stops first (then its error is raised)."""
     waiter = asyncio.ensure_future(waiting)
     done, _ = await asyncio.wait({waiter, server}, return_when=asyncio.FIRST_COMPLETED)
@@ -105,3 +108,71 @@ async def _until(server: asyncio.Task[None], waiting: Awaitable[list[Call]]) -> 
         server.result()
         raise AssertionError("run_slack returned on its own")
     return waiter.result()
+
+
+async def test_run_slack_in_socket_mode_takes_events_over_the_websocket_and_acks_them(
+    slack_settings: Callable[..., Settings], fake_slack: FakeSlack
+) -> None:
+    """A WebSocket endpoint speaking Slack's Socket Mode protocol: hello, envelopes, acks."""
+    connected = asyncio.Event()
+    acks: list[str] = []
+    sockets: list[web.WebSocketResponse] = []
+
+    async def link(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        sockets.append(ws)
+        await ws.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "AROUNDTBL"}}
+        )
+        connected.set()
+        async for frame in ws:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                acks.append(json.loads(frame.data)["envelope_id"])
+        return ws
+
+    ws_app = web.Application()
+    ws_app.router.add_get("/link", link)
+    runner = web.AppRunner(ws_app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    fake_slack.socket_url = f"ws://{host}:{port}/link"
+
+    settings = slack_settings(slack_app_token="xapp-fake", slack_signing_secret=None)
+    server = asyncio.create_task(run_slack(settings, http=False, port=0))
+    try:
+        await _until(server, connected.wait())
+        event = {
+            "type": "message",
+            "channel": "CSOCK",
+            "user": "U1",
+            "text": "!roundtable Tabs?",
+            "ts": "1.7",
+        }
+        envelope = {
+            "envelope_id": "env-1",
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": {"type": "event_callback", "team_id": TEAM_ID, "event_id": "EvSOCK", "event": event},
+        }
+        await sockets[0].send_json(envelope)
+        calls = await _until(server, _wait_calls(fake_slack, lambda calls: any(is_result(c) for c in calls)))
+        [result] = [c for c in calls if is_result(c)]
+        assert result.args["channel"] == "CSOCK"
+        assert acks[0] == "env-1"
+        [opened] = fake_slack.calls_to("apps.connections.open")
+        assert opened.headers["authorization"] == "Bearer xapp-fake"
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+        await runner.cleanup()
+
+
+async def _wait_calls(
+    fake: FakeSlack, predicate: Callable[[list[Call]], bool], limit_s: float = 30.0
+) -> list[Call]:
+    return await asyncio.to_thread(fake.wait_for, predicate, limit_s)
