@@ -196,6 +196,13 @@ async def test_a_request_with_a_bad_signature_is_refused_by_bolt(bot: SlackBot) 
     assert bot.fake.calls == []
 
 
+async def test_slack_s_url_verification_handshake_is_answered(bot: SlackBot) -> None:
+    """What Slack sends when the Request URL is saved in the app's Event Subscriptions."""
+    body = json.dumps({"token": "legacy", "challenge": "3eZbrw1aBm", "type": "url_verification"}).encode()
+    status, text = await bot.deliver(body, "application/json")
+    assert (status, json.loads(text)) == (200, {"challenge": "3eZbrw1aBm"})
+
+
 async def test_a_retried_event_does_not_start_a_second_session(bot: SlackBot) -> None:
     event = {"type": "message", "channel": "C1", "user": "U1", "text": "!roundtable Tabs?", "ts": "1.1"}
     assert await bot.event(event, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}) == 200
