@@ -254,6 +254,44 @@ def worker(
     _run(settings, work)
 
 
+@app.command()
+def discord() -> None:
+    """Run the Discord bot (token from DISCORD_TOKEN), with the engine and its agents in this process."""
+    from adapters.discord.run import run_discord
+
+    _serve(run_discord(_settings()))
+
+
+@app.command()
+def slack(
+    http: Annotated[
+        bool, typer.Option("--http", help="serve events over HTTP instead of Socket Mode")
+    ] = False,
+    port: Annotated[int, typer.Option(help="the HTTP port, with --http", min=1, max=65535)] = 3000,
+) -> None:
+    """Run the Slack app: Socket Mode (SLACK_APP_TOKEN), or HTTP with events at /slack/events."""
+    from adapters.slack.run import run_slack
+
+    _serve(run_slack(_settings(), http=http, port=port))
+
+
+def _serve(bot: Awaitable[None]) -> None:
+    """Run a bot until SIGTERM or Ctrl-C; running sessions stay `running` and resume at the next start."""
+
+    async def main() -> None:
+        task = asyncio.ensure_future(bot)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+
+    asyncio.run(main())
+
+
 def main() -> None:
     """Entry point: one-line errors, exit 2 for bad usage, never a traceback."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

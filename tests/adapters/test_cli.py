@@ -270,3 +270,23 @@ def test_worker_refuses_bad_personas(args: list[str], message: str, env: dict[st
     proc = roundtable("worker", *args, env=env)
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "unset", "expected"),
+    [
+        (("discord",), "DISCORD_TOKEN", "https://discord.com/developers/applications"),
+        (("slack",), "SLACK_BOT_TOKEN", "OAuth & Permissions"),
+        (("slack", "--http", "--port", "3999"), "SLACK_SIGNING_SECRET", "Basic Information"),
+    ],
+)
+def test_a_bot_without_its_token_says_where_to_get_one(
+    env: dict[str, str], args: tuple[str, ...], unset: str, expected: str
+) -> None:
+    env = {k: v for k, v in env.items() if not k.startswith(("DISCORD_", "SLACK_"))}
+    if unset == "SLACK_SIGNING_SECRET":
+        env["SLACK_BOT_TOKEN"] = "xoxb-test"
+    result = roundtable(*args, env=env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {unset} is not set") and expected in lines[0]
