@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from typing import Any
 
 import discord
@@ -93,6 +94,7 @@ class RoundTableClient(discord.Client):
         self._gateway_from_api = gateway_from_api
         #: Running sessions started by this client, by id (finished ones are removed).
         self.sessions: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        self._presenters: weakref.WeakSet[DiscordPresenter] = weakref.WeakSet()
 
     async def setup_hook(self) -> None:
         """Register the buttons and the slash command, then resume sessions a restart interrupted."""
@@ -104,6 +106,16 @@ class RoundTableClient(discord.Client):
         for started in await self.service.resume_interrupted("discord", self.presenter_for):
             self._track(started)
             log.info("roundtable.discord_resumed session=%s", started.session_id)
+
+    async def close(self) -> None:
+        """Stop the typing indicators of sessions still running, then disconnect.
+
+        The sessions themselves belong to the chat service, which stops them after the client; they
+        stay `running` in storage and resume at the next start.
+        """
+        for presenter in list(self._presenters):
+            await presenter.close()
+        await super().close()
 
     # -- presenters ----------------------------------------------------------------------------
 
@@ -138,13 +150,15 @@ class RoundTableClient(discord.Client):
         target = origin.thread_id
         if target is None and self.settings.discord_thread and origin.message_id and guild_id:
             target = origin.message_id
-        return DiscordPresenter(
+        presenter = DiscordPresenter(
             self,
             int(origin.channel_id),
             guild_id=guild_id,
             target_id=int(target) if target else None,
             reply_to=int(origin.message_id) if origin.message_id and target is None else None,
         )
+        self._presenters.add(presenter)
+        return presenter
 
     def _track(self, started: Started) -> None:
         self.sessions[started.session_id] = started.task

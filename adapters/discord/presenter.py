@@ -14,6 +14,7 @@ import io
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 
 from adapters.discord import limits
@@ -168,7 +169,8 @@ class DiscordPresenter:
         try:
             async with self._target.typing():
                 await asyncio.Event().wait()  # until `_stop_typing` cancels it
-        except discord.HTTPException:
+        except (discord.HTTPException, aiohttp.ClientError, OSError):
+            # The indicator is a courtesy; losing it must not disturb the session.
             log.warning("roundtable.discord_typing_failed session=%s", self._session_id, exc_info=True)
 
     def _stop_typing(self) -> None:
@@ -177,7 +179,7 @@ class DiscordPresenter:
             self._typing = None
 
     async def close(self) -> None:
-        """Stop the typing indicator (when a session is cancelled at shut-down)."""
+        """Stop the typing indicator; the client calls it at shut-down, when sessions are cut short."""
         task, self._typing = self._typing, None
         if task is not None:
             task.cancel()

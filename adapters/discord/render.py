@@ -314,7 +314,7 @@ def agent_stats_text(stats: AgentStats) -> str:
     turns = f"{stats.turns} turn{'s' if stats.turns != 1 else ''}"
     if stats.fallbacks:
         turns += f" ({stats.fallbacks} fell back)"
-    lines = [f"{turns} · {stats.words} words"]
+    lines = [f"{turns} · {stats.words} word{'s' if stats.words != 1 else ''}"]
     if stats.mean_latency_ms is not None:
         lines.append(f"mean latency {stats.mean_latency_ms:.0f} ms")
     if stats.usage is not None:

@@ -187,8 +187,12 @@ class FakeDiscord:
     (or `ROUNDTABLE_DISCORD_API_URL`) takes, and `token` is the only token it accepts.
     """
 
-    def __init__(self, *, token: str = "fake-bot-token", bot_name: str = "RoundTable") -> None:
+    def __init__(
+        self, *, token: str = "fake-bot-token", bot_name: str = "RoundTable", message_content: bool = True
+    ) -> None:
         self.token = token
+        #: Whether the application may use the privileged message content intent (a portal switch).
+        self.message_content = message_content
         self.ids = Snowflakes()
         self.application_id = self.ids.next()
         self.bot = self.user_payload(self.application_id, bot_name, bot=True)
@@ -496,7 +500,9 @@ class FakeDiscord:
         if data.get("token") != self.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
-        self.identifies.append(data)
+        if int(data.get("intents") or 0) & MESSAGE_CONTENT_INTENT and not self.message_content:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
         ready = {
             "v": 10,
             "user": self.bot,
@@ -510,6 +516,9 @@ class FakeDiscord:
         await self._send_dispatch(ws, "READY", ready)
         for guild in self.guilds.values():
             await self._send_dispatch(ws, "GUILD_CREATE", guild)
+        async with self._changed:  # after the guilds, so an event sent next arrives after them
+            self.identifies.append(data)
+            self._changed.notify_all()
 
     # -- what tests read ------------------------------------------------------------------------
 
@@ -522,6 +531,12 @@ class FakeDiscord:
         for r in self.requests:
             if r.route in MESSAGE_ROUTES and r.message_payload:
                 yield r
+
+    async def wait_identified(self, *, count: int = 1, wait_s: float = 15.0) -> dict[str, Any]:
+        """The `count`-th IDENTIFY a bot sent on the gateway; waits for it."""
+        async with asyncio.timeout(wait_s), self._changed:
+            await self._changed.wait_for(lambda: len(self.identifies) >= count)
+        return self.identifies[count - 1]
 
     async def wait_for(
         self, predicate: Callable[[Recorded], bool], *, since: int = 0, wait_s: float = 15.0

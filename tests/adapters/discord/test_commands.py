@@ -23,12 +23,14 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 async def test_prefix_command_posts_status_edits_it_and_posts_the_result(
     world: World, chat_settings: Callable[..., Settings]
 ) -> None:
-    """`!roundtable` posts one status message, edits it as the session goes, then the result with chart and buttons."""
+    """`!roundtable`: one status message, edited as the session goes, then the result, chart and buttons."""
     fake = world.fake
     async with running_bot(chat_settings(), fake) as bot:
         assert fake.identifies[-1]["intents"] & MESSAGE_CONTENT_INTENT
         outcome = await bot.outcome_of(
-            fake.send_message(world.channel["id"], world.alice, "!roundtable Should we move to Postgres? --rounds 1")
+            fake.send_message(
+                world.channel["id"], world.alice, "!roundtable Should we move to Postgres? --rounds 1"
+            )
         )
         assert isinstance(outcome, Started)
         doc = await bot.finished(outcome)
@@ -113,7 +115,9 @@ async def test_user_not_on_the_allowlist_gets_a_one_line_refusal(
     assert len(fake.calls(ROUTE_SEND)) == 1, "no session was started"
 
 
-async def test_an_admin_role_passes_the_allowlist(world: World, chat_settings: Callable[..., Settings]) -> None:
+async def test_an_admin_role_passes_the_allowlist(
+    world: World, chat_settings: Callable[..., Settings]
+) -> None:
     fake = world.fake
     settings = chat_settings(enabled_users=[world.alice["id"]], admin_roles=["RoundTable Admin"])
     async with running_bot(settings, fake) as bot:
@@ -138,7 +142,9 @@ async def test_fourth_session_by_one_user_within_the_window_is_rate_limited(
             fake.send_message(world.channel["id"], world.alice, "!roundtable One more: A or B?")
         )
         reply = await fake.wait_for(lambda r: r.route == ROUTE_SEND, since=mark)
-        other = await bot.outcome_of(fake.send_message(world.channel["id"], world.bob, "!roundtable Bob's turn?"))
+        other = await bot.outcome_of(
+            fake.send_message(world.channel["id"], world.bob, "!roundtable Bob's turn?")
+        )
         await bot.finished(other)
     assert isinstance(outcome, Replied)
     assert "try again in" in outcome.text
