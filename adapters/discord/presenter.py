@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -28,8 +29,21 @@ from adapters.discord.render import (
 )
 from bot.chat import ChatResult
 from bot.views import ProgressView
+from engine.errors import ConfigError
 
 log = logging.getLogger("roundtable.discord")
+
+PERMISSIONS = "View Channel, Send Messages, Send Messages in Threads, Embed Links and Attach Files"
+
+
+@contextlib.contextmanager
+def refusals_as_config_errors() -> Iterator[None]:
+    """A 403 from Discord is a missing permission, which only the server's admins can fix: say which."""
+    try:
+        yield
+    except discord.Forbidden as exc:
+        reason = exc.text or "Forbidden"
+        raise ConfigError(f"Discord refused to post here ({reason}); give the bot {PERMISSIONS}") from exc
 
 
 class DiscordPresenter:
@@ -137,16 +151,17 @@ class DiscordPresenter:
                 fail_if_not_exists=False
             )
             kwargs["mention_author"] = False
-        try:
-            return await self._target.send(**kwargs)
-        except discord.NotFound:
-            if self._target is self._channel:
-                raise
-            log.warning("roundtable.discord_thread_missing session=%s", self._session_id)
-            self._target = self._channel
-            for file in files or []:
-                file.reset()
-            return await self._channel.send(**kwargs)
+        with refusals_as_config_errors():
+            try:
+                return await self._target.send(**kwargs)
+            except discord.NotFound:
+                if self._target is self._channel:
+                    raise
+                log.warning("roundtable.discord_thread_missing session=%s", self._session_id)
+                self._target = self._channel
+                for file in files or []:
+                    file.reset()
+                return await self._channel.send(**kwargs)
 
     async def _open_thread(self, message: discord.PartialMessage | discord.Message) -> None:
         """Post the session in a thread of its own; without the permission, stay in the channel."""

@@ -266,11 +266,9 @@ def vote_lines(view: ResultView) -> str:
 
 
 def failure_message(message: str, session_id: str | None) -> MessageSpec:
-    """The one line that says a session could not finish."""
-    where = f" (session {session_id})" if session_id else ""
-    return MessageSpec(
-        content=reply_chunks(f"⚠️ The RoundTable session could not finish{where}: {message}")[0]
-    )
+    """The one line that says what went wrong with a session."""
+    who = f"RoundTable session `{session_id}`" if session_id else "RoundTable"
+    return MessageSpec(content=reply_chunks(f"⚠️ {who}: {message}")[0])
 
 
 # -- buttons: pages and statistics ------------------------------------------------------------------

@@ -205,7 +205,10 @@ class FakeDiscord:
         self.requests: list[Recorded] = []
         self.identifies: list[dict[str, Any]] = []
         #: Route templates -> statuses to answer with before serving normally (e.g. 429 once).
-        self.failures: dict[str, list[int]] = {}
+        #: None in the list serves that call normally, so a later call can be the one that fails.
+        self.failures: dict[str, list[int | None]] = {}
+        #: How long an edit takes on the server; long enough, two overlapping edits would show.
+        self.edit_delay_s = 0.0
         #: The most edits of one message that were ever in flight at once.
         self.max_concurrent_edits = 0
         self._editing: dict[str, int] = {}
@@ -393,6 +396,12 @@ class FakeDiscord:
             message["member"] = member
         self.messages[message["id"]] = message
         await self.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    def add_bot_message(self, channel_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A message the bot posted earlier (e.g. before a restart), stored without a request."""
+        message = self._message(channel_id, self.bot, payload)
+        self._store(message)
         return message
 
     async def slash(
@@ -611,14 +620,16 @@ class FakeDiscord:
         if not is_webhook and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
         pending = self.failures.get(route)
-        if pending:
-            status = pending.pop(0)
+        status = pending.pop(0) if pending else None
+        if status is not None:
             if status == 429:
                 return _json(
                     {"message": "You are being rate limited.", "retry_after": 0.01, "global": False},
                     status=429,
                     headers={"Retry-After": "0.01", "X-RateLimit-Scope": "user"},
                 )
+            if status == 403:
+                return _error(403, 50013, "Missing Permissions")
             return _error(status, 0, f"{status}: injected failure")
         if route in MESSAGE_ROUTES:
             payload = record.message_payload
@@ -777,7 +788,7 @@ class FakeDiscord:
         self._editing[message_id] = self._editing.get(message_id, 0) + 1
         self.max_concurrent_edits = max(self.max_concurrent_edits, self._editing[message_id])
         try:
-            await asyncio.sleep(0)  # let a concurrent edit of the same message overlap, if the bot sent one
+            await asyncio.sleep(self.edit_delay_s)  # a concurrent edit of the same message would overlap
             payload = dict(record.body or {})
             edited = self._message(
                 message["channel_id"],

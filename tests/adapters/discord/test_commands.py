@@ -81,6 +81,18 @@ async def test_mention_with_a_dilemma_starts_a_session_on_the_text_without_the_m
     assert assert_within_limits(fake) >= 3
 
 
+async def test_a_dilemma_in_a_trigger_channel_starts_a_session_without_a_mention(
+    world: World, chat_settings: Callable[..., Settings]
+) -> None:
+    fake = world.fake
+    async with running_bot(chat_settings(trigger_channels=[world.other_channel["id"]]), fake) as bot:
+        outcome = await bot.outcome_of(
+            fake.send_message(world.other_channel["id"], world.alice, "pros and cons of a standing desk?")
+        )
+        doc = await bot.finished(outcome)
+    assert doc["topic"] == "pros and cons of a standing desk?"
+
+
 async def test_a_message_without_command_or_mention_is_ignored(
     world: World, chat_settings: Callable[..., Settings]
 ) -> None:

@@ -228,6 +228,23 @@ async def test_thread_per_session_opens_from_the_command_and_posts_inside(
     assert {e.params["channel_id"] for e in fake.calls(ROUTE_EDIT)} == {thread_id}
 
 
+async def test_thread_per_session_from_a_slash_command_opens_on_the_status_message(
+    world: World, chat_settings: Callable[..., Settings]
+) -> None:
+    fake = world.fake
+    async with running_bot(chat_settings(discord_thread=True), fake) as bot:
+        outcome = await bot.outcome_of(
+            fake.slash(world.channel["id"], world.alice, "roundtable", {"topic": "Cats or dogs?"})
+        )
+        doc = await bot.finished(outcome)
+    status = fake.calls(ROUTE_SEND)[0]
+    assert status.params["channel_id"] == world.channel["id"]
+    [thread] = fake.calls(ROUTE_THREAD_FROM_MESSAGE)
+    assert thread.params["message_id"] == status.response["id"]
+    assert thread.body["name"] == "Cats or dogs?"
+    assert result_message(fake, doc["session_id"]).params["channel_id"] == thread.response["id"]
+
+
 async def test_rate_limited_edits_are_retried_by_discord_py(
     world: World, chat_settings: Callable[..., Settings]
 ) -> None:
