@@ -130,15 +130,16 @@ class RoundTableClient(discord.Client):
         """The presenter for a request made in `channel`; a thread per session when configured."""
         in_thread = isinstance(channel, discord.Thread)
         open_thread = self.settings.discord_thread and guild_id is not None and not in_thread
-        return DiscordPresenter(
+        thread_name = limits.fit_heading(topic or "RoundTable", limits.THREAD_NAME)
+        presenter = DiscordPresenter(
             self,
             channel.id,
             guild_id=guild_id,
             reply_to=reply_to,
-            thread_name=limits.fit_heading(topic or "RoundTable", limits.THREAD_NAME)
-            if open_thread
-            else None,
+            thread_name=thread_name if open_thread else None,
         )
+        self._presenters.add(presenter)
+        return presenter
 
     async def presenter_for(self, origin: ChatOrigin, session_id: str) -> SessionPresenter | None:
         """A presenter for a resumed session, in the channel (or thread) it came from.

@@ -68,8 +68,6 @@ class DiscordPresenter:
         reply_to: int | None = None,
         thread_name: str | None = None,
     ) -> None:
-        self._client = client
-        self._guild_id = guild_id
         self._channel = client.get_partial_messageable(channel_id, guild_id=guild_id)
         self._target: discord.abc.Messageable = (
             client.get_partial_messageable(target_id, guild_id=guild_id) if target_id else self._channel
