@@ -1,8 +1,10 @@
 """The engine's `AgentPort` over the bus: a turn request out, the correlated reply back.
 
-Requests go to each agent's stream; replies come back on the session's reply stream, read by a
-consumer group and matched by correlation id. A reply that arrives after its waiter gave up is never
-handed to anyone else: it is counted, and its usage reported through `on_late`.
+Requests are sent from the engine's mailbox to each agent's inbox, so they get the mailbox's
+guarantees (reclaimed from a dead worker, handled once, dead-lettered when expired). Replies come
+back on the session's reply stream, read by a consumer group and matched by correlation id. A reply
+that arrives after its waiter gave up is never handed to anyone else: it is counted, and its usage
+reported through `on_late`.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bus.backend import Bus, stream_key
+from bus.delivery import DeliveryConfig
+from bus.mailbox import Mailbox
 from bus.message import AgentMessage
-from engine.errors import AgentUnavailable, BusUnavailable
+from bus.tasks import stop_task
+from engine.errors import AgentUnavailable, BusUnavailable, UnknownRecipient
 from engine.turns import TurnReply, TurnRequest
 
 log = logging.getLogger("roundtable.bus")
 
 REPLY_GROUP = "engine"
+#: The sender of turn requests.
+ENGINE_AGENT = "engine"
 #: Extra seconds a request stays deliverable beyond its turn timeout.
 _TTL_MARGIN_S = 5.0
-
-
-def agent_stream(workspace: str, agent: str) -> str:
-    return stream_key(workspace, "agent", agent)
 
 
 def reply_stream(workspace: str, session_id: str) -> str:
@@ -47,12 +50,14 @@ class BusAgentPort:
         *,
         workspace: str = "default",
         on_late: LateHandler | None = None,
+        config: DeliveryConfig | None = None,
     ) -> None:
         self._bus = bus
         self._session_id = session_id
         self._workspace = workspace
         self._replies = reply_stream(workspace, session_id)
         self._consumer = f"engine-{uuid.uuid4().hex[:8]}"
+        self._outbox = Mailbox(bus, workspace, ENGINE_AGENT, consumer=self._consumer, config=config)
         self._waiters: dict[str, asyncio.Future[TurnReply]] = {}
         self._on_late = on_late
         self._reader: asyncio.Task[None] | None = None
@@ -82,7 +87,7 @@ class BusAgentPort:
         if self._reader is None or self._reader.done():
             raise BusUnavailable("the reply reader is not running; is the bus reachable?")
         message = AgentMessage(
-            from_agent="engine",
+            from_agent=ENGINE_AGENT,
             to_agent=request.agent,
             message_type="request",
             content=request.model_dump(mode="json"),
@@ -94,7 +99,10 @@ class BusAgentPort:
         future: asyncio.Future[TurnReply] = asyncio.get_running_loop().create_future()
         self._waiters[message.message_id] = future
         try:
-            await self._bus.publish(agent_stream(self._workspace, request.agent), message)
+            try:
+                await self._outbox.send(message)
+            except UnknownRecipient as exc:
+                raise AgentUnavailable(f"{request.agent} is not serving: {exc}") from exc
             return await future
         finally:
             self._waiters.pop(message.message_id, None)
@@ -141,26 +149,6 @@ class BusAgentPort:
                 task.add_done_callback(_log_failure)
             return
         future.set_result(reply)
-
-
-async def stop_task(task: asyncio.Task[Any], *, grace_s: float = 3.0) -> None:
-    """Cancel a reader loop and wait for it to end.
-
-    A cancellation that lands while redis-py is inside its socket-read timeout can be swallowed (the
-    timeout turns it into a retried read), so loops also check a closing flag and end within one
-    blocking read; the wait here is bounded in case even that does not happen.
-    """
-    task.cancel()
-    done, _ = await asyncio.wait([task], timeout=grace_s)
-    if not done:
-        log.warning("roundtable.task_stop_slow task=%s", task.get_name())
-        return
-    if (
-        not task.cancelled()
-        and task.exception() is not None
-        and not isinstance(task.exception(), BusUnavailable)
-    ):
-        log.warning("roundtable.task_failed task=%s error=%r", task.get_name(), task.exception())
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -1,7 +1,8 @@
-"""Persona agents as bus workers: read turn requests, answer them, acknowledge.
+"""Persona agents as bus workers: read turn requests from their mailboxes, answer them.
 
-Workers of the same persona share one consumer group on the persona's stream, so each request is
-handled by exactly one of them. A request is acknowledged only after its reply is published.
+Each persona has a mailbox; workers serving the same persona share its consumer group, so each
+request is handled by exactly one of them, and a request left by a worker that died is reclaimed by
+another. A request is settled only after its reply is published.
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ import logging
 import uuid
 from collections.abc import Iterable
 
-from bus.agent_port import agent_stream, stop_task
-from bus.backend import Bus, Delivery
+from bus.backend import Bus
+from bus.delivery import DeliveryConfig
+from bus.mailbox import Handler, Mailbox
 from bus.message import AgentMessage
-from engine.errors import BusUnavailable
+from bus.tasks import stop_task
 from engine.ports import LLM
 from engine.respond import respond
 from engine.turns import TurnReply, TurnRequest
 from personas import Persona
 
 log = logging.getLogger("roundtable.worker")
-
-WORKER_GROUP = "agents"
 
 
 class PersonaWorker:
@@ -37,35 +37,45 @@ class PersonaWorker:
         workspace: str = "default",
         concurrency: int = 8,
         name: str | None = None,
+        config: DeliveryConfig | None = None,
     ) -> None:
         self._bus = bus
         self._personas = {p.id: p for p in personas}
         self._llm = llm
-        self._workspace = workspace
         self._name = name or f"worker-{uuid.uuid4().hex[:8]}"
-        self._slots = asyncio.Semaphore(concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loops: list[asyncio.Task[None]] = []
-        self._stopping = False
-        self.handled = 0
+        self._concurrency = concurrency
+        # A turn takes seconds: take no more requests than can start, so idle workers get the rest.
+        config = config or DeliveryConfig(batch=concurrency)
+        self._mailboxes = {
+            agent: Mailbox(bus, workspace, agent, consumer=self._name, config=config)
+            for agent in self._personas
+        }
+        self._loops: list[asyncio.Task[int]] = []
 
     @property
     def agents(self) -> list[str]:
         return list(self._personas)
 
+    @property
+    def handled(self) -> int:
+        """Requests answered (or settled as invalid) since this worker was made."""
+        return sum(box.stats.handled for box in self._mailboxes.values())
+
     async def start(self) -> None:
-        for agent in self._personas:
-            await self._bus.ensure_group(agent_stream(self._workspace, agent), WORKER_GROUP)
+        for mailbox in self._mailboxes.values():
+            await mailbox.register()  # before returning, so requests sent next find the agent
         self._loops = [
-            asyncio.create_task(self._serve(agent), name=f"serve-{agent}") for agent in self._personas
+            asyncio.create_task(
+                mailbox.serve(self._handler(agent), concurrency=self._concurrency), name=f"serve-{agent}"
+            )
+            for agent, mailbox in self._mailboxes.items()
         ]
 
     async def stop(self) -> None:
-        self._stopping = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*(stop_task(t) for t in self._loops), *self._tasks, return_exceptions=True)
-        self._loops, self._tasks = [], set()
+        for mailbox in self._mailboxes.values():
+            mailbox.stop()
+        await asyncio.gather(*(stop_task(t) for t in self._loops), return_exceptions=True)
+        self._loops = []
 
     async def __aenter__(self) -> PersonaWorker:
         await self.start()
@@ -76,64 +86,18 @@ class PersonaWorker:
 
     async def run_burst(self, *, idle_ms: int = 200) -> int:
         """Handle everything waiting, then return how many requests were handled (for tests)."""
-        for agent in self._personas:
-            await self._bus.ensure_group(agent_stream(self._workspace, agent), WORKER_GROUP)
-        before = self.handled
-        while True:
-            got = 0
-            for agent in self._personas:
-                stream = agent_stream(self._workspace, agent)
-                deliveries = await self._bus.consume(
-                    stream, WORKER_GROUP, self._name, count=20, block_ms=idle_ms
-                )
-                got += len(deliveries)
-                await asyncio.gather(*(self._handle(stream, agent, d) for d in deliveries))
-            if not got:
-                return self.handled - before
+        handled = 0
+        for agent, mailbox in self._mailboxes.items():
+            handled += await mailbox.serve(
+                self._handler(agent), concurrency=self._concurrency, idle_stop_ms=idle_ms
+            )
+        return handled
 
-    async def _serve(self, agent: str) -> None:
-        stream = agent_stream(self._workspace, agent)
-        backoff = 0.2
-        while not self._stopping:
-            try:
-                deliveries = await self._bus.consume(
-                    stream, WORKER_GROUP, self._name, count=10, block_ms=1000
-                )
-                backoff = 0.2
-            except BusUnavailable as exc:
-                log.warning(
-                    "roundtable.worker_bus_down agent=%s error=%s retry_in=%.1fs", agent, exc, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception:  # a bug must not silently stop a persona from being served
-                log.exception("roundtable.worker_loop_failed agent=%s", agent)
-                await asyncio.sleep(backoff)
-                continue
-            for delivery in deliveries:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._handle(stream, agent, delivery, release=True))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+    def _handler(self, agent: str) -> Handler:
+        async def handle(message: AgentMessage) -> None:
+            await self._answer(agent, message)
 
-    async def _handle(self, stream: str, agent: str, delivery: Delivery, *, release: bool = False) -> None:
-        try:
-            message = delivery.message
-            if message is None:
-                log.warning("roundtable.request_malformed stream=%s error=%s", stream, delivery.error)
-            elif message.is_expired():
-                log.info("roundtable.request_expired agent=%s id=%s", agent, message.message_id)
-            else:
-                await self._answer(agent, message)
-            await self._bus.ack(stream, WORKER_GROUP, [delivery.entry_id])
-            self.handled += 1
-        except BusUnavailable as exc:
-            # Not acknowledged: the request stays pending and is delivered again.
-            log.warning("roundtable.worker_reply_failed agent=%s error=%s", agent, exc)
-        finally:
-            if release:
-                self._slots.release()
+        return handle
 
     async def _answer(self, agent: str, message: AgentMessage) -> None:
         persona = self._personas[agent]
@@ -141,10 +105,11 @@ class PersonaWorker:
         status = "ok"
         try:
             request = TurnRequest.model_validate(message.content)
-            reply = await respond(persona, request, self._llm)
         except ValueError as exc:
             log.warning("roundtable.request_invalid agent=%s error=%s", agent, exc)
             return
+        try:
+            reply = await respond(persona, request, self._llm)
         except Exception as exc:  # an agent bug must answer as a failure, not vanish into a timeout
             log.exception("roundtable.turn_crashed agent=%s", agent)
             status = "failed"
@@ -166,4 +131,5 @@ class PersonaWorker:
             workspace_id=message.workspace_id,
             metadata={"status": status},
         )
+        # A failure to publish raises: the request is not settled, and is retried.
         await self._bus.publish(reply_to, response)

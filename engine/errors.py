@@ -5,13 +5,16 @@
     │   └── ModelNotConfigured   no LLM is configured and the embedded one is not installed
     ├── BadRequest               user input is invalid; the message quotes the value and the choices
     │   ├── UnknownPersona
-    │   └── BallotDocumentError  a tally document is malformed
+    │   ├── BallotDocumentError  a tally document is malformed
+    │   ├── UnknownRecipient     a bus message names an agent that is not a member of its workspace
+    │   └── MessageExpired       a bus message's ttl passed before it was sent
     ├── SessionNotFound          no stored session has that id
     ├── RuleMismatch             stored ballots cannot be counted under the requested rule
     ├── BudgetExhausted          the session's token or dollar budget is spent
     ├── AgentUnavailable         one agent failed or timed out (the engine degrades, it does not stop)
     ├── LLMError                 the model provider failed (HTTP error, connection refused, timeout)
     │   └── LLMOutputInvalid     the model replied, but not with the structured output asked for
+    ├── CommandRefused           the sender's role may not send commands in this workspace (audited)
     ├── BusUnavailable           the collaboration bus (Redis) cannot be reached
     └── StoreUnavailable         the session store (database) cannot be reached
 
@@ -45,6 +48,14 @@ class BallotDocumentError(BadRequest):
     """A tally document is malformed (not JSON, no candidates, unknown rule...)."""
 
 
+class UnknownRecipient(BadRequest):
+    """A bus message is addressed to an agent that is not registered in its workspace."""
+
+
+class MessageExpired(BadRequest):
+    """A bus message's ttl had already passed when it was sent, so it would never be delivered."""
+
+
 class SessionNotFound(RoundTableError):
     """No stored session has the given id."""
 
@@ -71,6 +82,10 @@ class LLMOutputInvalid(LLMError):
     def __init__(self, message: str, *, raw: str = "") -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class CommandRefused(RoundTableError):
+    """A `command` message came from a sender whose role may not send commands; it was audited."""
 
 
 class BusUnavailable(RoundTableError):

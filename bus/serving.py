@@ -1,0 +1,160 @@
+"""The loop behind `Mailbox.serve`: read, run handlers, heartbeat, reclaim, settle in groups.
+
+Handlers run as tasks, at most `concurrency` at once, started in the order messages came (highest
+priority first). A read happens when a slot is free and takes up to `DeliveryConfig.batch` messages;
+those that find no free slot wait in a backlog (heartbeated like running ones). A large batch makes
+fast handlers cheap (one read and one settlement per batch); a batch no larger than `concurrency`
+keeps a consumer of slow handlers from hoarding messages that an idle consumer, or a higher-priority
+message arriving later, should get.
+
+Outcomes are settled by a flusher in groups ("group commit"): while one settlement is on its way, the
+outcomes of handlers that finish meanwhile gather for the next. At a low rate each message is settled
+at once; at a high rate a round trip settles a hundred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from bus.tasks import stop_task
+from engine.errors import BusUnavailable
+
+if TYPE_CHECKING:
+    from bus.mailbox import Envelope, Handler, Mailbox, Outcome
+
+log = logging.getLogger("roundtable.bus")
+
+_BACKOFF_S = 0.2
+#: How long a stopping serve waits for cancelled handlers to unwind.
+_GRACE_S = 3.0
+_MAX_BACKOFF_S = 5.0
+
+
+class Serving:
+    """One run of `Mailbox.serve`."""
+
+    def __init__(self, mailbox: Mailbox, handler: Handler, concurrency: int) -> None:
+        self._box = mailbox
+        self._handler = handler
+        self._concurrency = concurrency
+        self._running = 0
+        self._backlog: deque[Envelope] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._outcome_ready = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._handled = 0
+        self._ending = False
+        # Dispatched and without an outcome yet: abandoned to reclaim if the serve ends first.
+        self._open: dict[tuple[str, str], Envelope] = {}
+
+    async def run(self, idle_stop_ms: int | None) -> int:
+        box = self._box
+        flusher = asyncio.create_task(self._flush_loop(), name=f"settle-{box.consumer}")
+        upkeep = asyncio.create_task(self._upkeep_loop(), name=f"upkeep-{box.consumer}")
+        backoff = _BACKOFF_S
+        block_ms = box.config.block_ms if idle_stop_ms is None else idle_stop_ms
+        try:
+            while not box.stopping:
+                if self._running >= self._concurrency:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+                    continue
+                try:
+                    envelopes = await box.receive(count=box.config.batch, block_ms=block_ms)
+                    backoff = _BACKOFF_S
+                except BusUnavailable as exc:
+                    log.warning("roundtable.bus_receive_failed agent=%s error=%s", box.agent, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                    continue
+                if envelopes:
+                    self.dispatch(envelopes)
+                elif idle_stop_ms is not None and not self._running:
+                    break
+            if idle_stop_ms is not None:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self._ending = True
+            for task in self._tasks:
+                task.cancel()
+            await stop_task(upkeep)
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=_GRACE_S)
+            await stop_task(flusher)
+            with contextlib.suppress(BusUnavailable):
+                await self._flush()  # what was handled is settled, even when the serve is cancelled
+            box.abandon(list(self._open.values()))
+        return self._handled
+
+    def dispatch(self, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            self._open[envelope.key] = envelope
+            if self._running < self._concurrency:
+                self._spawn(envelope)
+            else:
+                self._backlog.append(envelope)
+
+    def _spawn(self, envelope: Envelope) -> None:
+        self._running += 1
+        task = asyncio.create_task(self._run_one(envelope))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _run_one(self, envelope: Envelope) -> None:
+        try:
+            await self._handler(envelope.message)
+        except Exception as exc:  # the handler's failure is the message's outcome, not the loop's
+            self._outcomes.append((envelope, exc))
+        else:
+            self._outcomes.append((envelope, None))
+        self._open.pop(envelope.key, None)
+        self._outcome_ready.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._running -= 1
+        if self._backlog and not self._box.stopping:
+            self._spawn(self._backlog.popleft())
+        else:
+            self._slot_free.set()
+
+    async def _flush_loop(self) -> None:
+        while not self._ending:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            try:
+                await self._flush()
+            except BusUnavailable as exc:
+                # Kept for the next try; meanwhile the messages stay pending (and claimed by us).
+                log.warning("roundtable.bus_settle_failed agent=%s error=%s", self._box.agent, exc)
+                await asyncio.sleep(_BACKOFF_S)
+                self._outcome_ready.set()
+
+    async def _flush(self) -> None:
+        while self._outcomes:
+            outcomes, self._outcomes = self._outcomes, []
+            try:
+                await self._box.settle(outcomes)
+            except BaseException:
+                self._outcomes[:0] = outcomes
+                raise
+            self._handled += sum(error is None for _, error in outcomes)
+
+    async def _upkeep_loop(self) -> None:
+        box = self._box
+        while not self._ending:
+            await asyncio.sleep(box.config.heartbeat_s)
+            try:
+                await box.heartbeat()
+                free = self._concurrency - self._running
+                if free > 0 and not self._backlog:
+                    self.dispatch(await box.reclaim(count=min(box.config.batch, free)))
+            except BusUnavailable as exc:
+                log.warning("roundtable.bus_upkeep_failed agent=%s error=%s", box.agent, exc)
+            except Exception:  # a bug here must not stop the heartbeat for good
+                log.exception("roundtable.bus_upkeep_crashed agent=%s", box.agent)
