@@ -1,24 +1,30 @@
-"""Bus fixtures: a private redis-server for the session, and a `bus` fixture over both backends.
+"""Bus fixtures: a private redis-server and nats-server for the session, and a `bus` fixture over
+every backend.
 
-Set REDIS_URL to run the Redis half of the suite on another server instead; tests only touch keys
-under a fresh prefix, and delete them afterwards, so a shared server keeps its data.
+Set REDIS_URL (NATS_URL) to run the Redis (NATS) part of the suite on another server instead; tests
+only touch keys under a fresh prefix, and delete them afterwards, so a shared server keeps its data.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import nats
 import pytest
 from redis.asyncio import Redis
 
 from bus.backend import Bus
 from bus.memory import InMemoryBus
+from bus.nats_jetstream import NatsBus
+from bus.nats_names import CLAIMS_BUCKET, MAPS_BUCKET, workspace_subjects
 from bus.redis_server import PrivateRedis, redis_server_binary
 from bus.redis_streams import RedisBus
+from tests.servers import NatsProcess, nats_server_binary
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "redis", "nats"]
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +41,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(message)
     server = PrivateRedis(tmp_path_factory.mktemp("redis"))
     server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A NATS server with JetStream for the whole test session: NATS_URL, or a private nats-server."""
+    configured = os.environ.get("NATS_URL")
+    if configured:
+        yield configured
+        return
+    if nats_server_binary() is None:
+        message = "nats-server is not installed and NATS_URL is not set"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = NatsProcess(tmp_path_factory.mktemp("nats")).start()
     yield server.url
     server.stop()
 
@@ -64,6 +87,13 @@ async def bus(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Bus]
         yield backend
         await backend.close()
         return
+    if request.param == "nats":
+        server: str = request.getfixturevalue("nats_url")
+        backend = NatsBus(server)
+        yield backend
+        await backend.close()
+        await _delete_nats_prefix(server, prefix)
+        return
     url: str = request.getfixturevalue("redis_url")
     backend = RedisBus(url)
     yield backend
@@ -79,3 +109,18 @@ async def _delete_prefix(url: str, prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+async def _delete_nats_prefix(url: str, prefix: str) -> None:
+    """Delete the streams and KV keys of the test's workspace (`rt:{test-...}:` is the workspace)."""
+    subjects = workspace_subjects(prefix.split("{")[1].split("}")[0])
+    client = await nats.connect(url)
+    try:
+        names = await client.request("$JS.API.STREAM.NAMES", json.dumps({"subject": subjects}).encode())
+        for name in json.loads(names.data).get("streams") or []:
+            await client.request(f"$JS.API.STREAM.DELETE.{name}", b"")
+        for bucket in (CLAIMS_BUCKET, MAPS_BUCKET):
+            purge = json.dumps({"filter": f"$KV.{bucket}.{subjects}"}).encode()
+            await client.request(f"$JS.API.STREAM.PURGE.KV_{bucket}", purge)
+    finally:
+        await client.close()
