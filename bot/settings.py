@@ -24,8 +24,8 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("ROUNDTABLE_REDIS_URL", "REDIS_URL"),
-        description="Redis for the bus; a private redis-server when unset",
+        validation_alias=AliasChoices("ROUNDTABLE_BUS_URL", "ROUNDTABLE_REDIS_URL", "REDIS_URL"),
+        description="bus URL: redis://, nats:// (JetStream) or memory://; a private redis-server when unset",
     )
     workspace: str = Field(default="default", description="bus workspace (key prefix)")
     model: str | None = Field(default=None, description="LiteLLM model string; the embedded model when unset")

@@ -1,4 +1,4 @@
-"""Choosing the bus: the configured Redis, else a private redis-server, else (with a warning) memory."""
+"""Choosing the bus: the configured Redis or NATS, else a private redis-server, else (warning) memory."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 from bus.backend import Bus
 from bus.memory import InMemoryBus
 from bus.redis_server import PrivateRedis, redis_server_binary
-from bus.redis_streams import RedisBus
+from bus.redis_streams import RedisBus, redact_url
 from engine.errors import BusUnavailable
 
 log = logging.getLogger("roundtable.bus")
 
 #: A Redis URL that asks for the in-memory bus on purpose (one process, nothing survives it).
 MEMORY_URL = "memory://"
+#: URL schemes that choose the NATS JetStream bus.
+NATS_SCHEMES = ("nats://", "tls://")
 IN_MEMORY_WARNING = "no Redis found; using the in-memory bus, so agents must run in this process"
 
 
@@ -24,7 +26,8 @@ async def connect_bus(redis_url: str | None, data_dir: Path) -> tuple[Bus, str, 
 
     Args:
         redis_url: the configured Redis; when set it must answer, since silently falling back would
-            split agents that were meant to share it. `memory://` chooses the in-memory bus.
+            split agents that were meant to share it. `memory://` chooses the in-memory bus, and
+            `nats://host:4222` (or `tls://`) the NATS JetStream bus.
         data_dir: where a private redis-server keeps its socket, pid file and log.
 
     Raises:
@@ -33,6 +36,8 @@ async def connect_bus(redis_url: str | None, data_dir: Path) -> tuple[Bus, str, 
     """
     if redis_url == MEMORY_URL:
         return InMemoryBus(), "in-memory bus (chosen)", None
+    if redis_url and redis_url.startswith(NATS_SCHEMES):
+        return await _connect_nats(redis_url), f"nats jetstream at {redact_url(redis_url)}", None
     if redis_url:
         bus = RedisBus(redis_url)
         try:
@@ -59,3 +64,19 @@ async def connect_bus(redis_url: str | None, data_dir: Path) -> tuple[Bus, str, 
         return private, f"private redis-server at {server.url} ({how})", server
     log.warning("roundtable.bus_in_memory %s", IN_MEMORY_WARNING)
     return InMemoryBus(), "in-memory bus", None
+
+
+async def _connect_nats(url: str) -> Bus:
+    from bus.nats_jetstream import NatsBus  # only deployments that chose NATS pay for importing nats-py
+
+    bus = NatsBus(url)
+    try:
+        await bus.ping()
+    except BusUnavailable as exc:
+        await bus.close()
+        reason = exc.__cause__ or exc
+        raise BusUnavailable(
+            f"NATS at {bus.url} does not answer ({' '.join(str(reason).split())}); start it there with "
+            "JetStream on (nats-server -js), or unset the bus URL to use a private redis-server"
+        ) from exc
+    return bus
