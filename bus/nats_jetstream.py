@@ -420,6 +420,7 @@ class NatsBus:
             "num_replicas": self._replicas,
             "max_msgs": 100_000,
             "max_age": 7 * 24 * 3600 * 1_000_000_000,
+            "allow_direct": True,
         }
         [answer] = await self._link.api_many([(f"STREAM.CREATE.{DEAD_LETTER_STREAM}", config)])
         if isinstance(answer, ApiError) and answer.err_code != STREAM_NAME_IN_USE:
@@ -600,11 +601,17 @@ class NatsBus:
         before = await self.pending_count(stream, group)
         if not before:
             return 0
-        await self._send_acks([(stream, group, seqs)], b"+ACK")
+        await self._send_acks([(stream, group, seqs)], b"+ACK", confirm=True)
         return max(0, min(len(seqs), before - await self.pending_count(stream, group)))
 
-    async def _send_acks(self, batches: Sequence[tuple[str, str, Sequence[int]]], verb: bytes) -> None:
-        """Send `+ACK` (or `+WPI`) for entries in one batch; acks forget the entries as held here."""
+    async def _send_acks(
+        self, batches: Sequence[tuple[str, str, Sequence[int]]], verb: bytes, *, confirm: bool = False
+    ) -> None:
+        """Send `+ACK` (or `+WPI`) for entries in one batch; acks forget the entries as held here.
+
+        With `sync_acks` (or `confirm`) the server answers each once it has applied it, all in one
+        round trip; otherwise they are sent with one flush.
+        """
         messages = []
         deadline_of = time.monotonic()
         for key, group, seqs in batches:
@@ -620,7 +627,7 @@ class NatsBus:
                     known.held.pop(seq, None)
                 elif held:
                     known.held[seq] = (held[0], deadline_of + known.ack_wait_ms / 1000)
-        if self._sync_acks:
+        if self._sync_acks or confirm:
             await self._link.request_many(messages)  # "no responders": the group is gone, nothing to ack
         else:
             await self._link.publish_many(messages)

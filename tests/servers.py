@@ -86,13 +86,14 @@ class NatsProcess:
     same port and folder brings back what JetStream had stored.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, jetstream: bool = True) -> None:
         binary = nats_server_binary()
         if binary is None:
             raise RuntimeError("nats-server is not installed; run `make setup` (apt-get install nats-server)")
         self.binary = binary
         self.workdir = workdir
         self.port = port or free_port()
+        self.jetstream = jetstream
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -102,7 +103,11 @@ class NatsProcess:
     def start(self) -> NatsProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [self.binary, "-js", "-sd", str(self.workdir), "-a", "127.0.0.1", "-p", str(self.port)],
+            [
+                self.binary,
+                *(["-js", "-sd", str(self.workdir)] if self.jetstream else []),
+                *("-a", "127.0.0.1", "-p", str(self.port)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
