@@ -1,0 +1,48 @@
+"""The collaboration bus: the `AgentMessage` protocol, its backends, and mailboxes with delivery guarantees.
+
+Two layers:
+
+- `Bus` is the backend interface (streams, consumer groups, batch operations), implemented by
+  `RedisBus` and `InMemoryBus`, and held to one contract suite (`tests/bus/test_contract.py`).
+- `Mailbox` is an agent's end of it, built on any `Bus`: per-agent priority lanes, broadcast and
+  topics, at-least-once delivery handled effectively once, reclaim from dead consumers, dead letters,
+  command policy with audit, retention with trimmed-before-delivery counts. See `bus/mailbox.py`.
+"""
+
+from bus.backend import Bus, Claims, Delivery, Received, Record, Retention, Settlement
+from bus.deadletter import DeadLetter, fetch_dead_letters
+from bus.delivery import DeliveryConfig, DeliveryStats
+from bus.mailbox import Envelope, Handler, Mailbox
+from bus.memory import InMemoryBus
+from bus.message import ANY_AGENT, BROADCAST, WIRE_VERSION, AgentMessage, MalformedMessage
+from bus.policy import AuditRecord, CommandPolicy, fetch_audit, fetch_policy, store_policy
+from bus.redis_streams import RedisBus
+
+__all__ = [
+    "ANY_AGENT",
+    "BROADCAST",
+    "WIRE_VERSION",
+    "AgentMessage",
+    "AuditRecord",
+    "Bus",
+    "Claims",
+    "CommandPolicy",
+    "DeadLetter",
+    "Delivery",
+    "DeliveryConfig",
+    "DeliveryStats",
+    "Envelope",
+    "Handler",
+    "InMemoryBus",
+    "Mailbox",
+    "MalformedMessage",
+    "Received",
+    "Record",
+    "RedisBus",
+    "Retention",
+    "Settlement",
+    "fetch_audit",
+    "fetch_dead_letters",
+    "fetch_policy",
+    "store_policy",
+]

@@ -155,14 +155,70 @@ return {claimed, gone}
 """
 )
 
-# KEYS: claim keys. ARGV[1]: the owner. Drops the claims this owner still holds.
-RELEASE = """
-local dropped = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('DEL', key)
-    dropped = dropped + 1
+# One batch's outcome, in order: records appended, claims marked done, claims released (if still the
+# owner's), entries acknowledged. One reply instead of one per command.
+# ARGV: done ms, owner, group, #done, #released, #ack streams, #records, then per ack stream its id
+# count and ids, then per record: trim kind ('', 'MAXLEN' or 'MINID'), trim value, field count, fields.
+# KEYS: done claim keys, released claim keys, ack streams, record streams, in that order.
+SETTLE = """
+local done_ms, owner, group = ARGV[1], ARGV[2], ARGV[3]
+local n_done, n_released = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n_acks, n_records = tonumber(ARGV[6]), tonumber(ARGV[7])
+local key, arg = 1, 8
+local ack_streams = {}
+for i = 1, n_acks do ack_streams[i] = KEYS[n_done + n_released + i] end
+local ack_ids = {}
+for i = 1, n_acks do
+  local count = tonumber(ARGV[arg])
+  local ids = {}
+  for j = 1, count do ids[j] = ARGV[arg + j] end
+  ack_ids[i] = ids
+  arg = arg + count + 1
+end
+for i = 1, n_records do
+  local stream = KEYS[n_done + n_released + n_acks + i]
+  local kind, value, count = ARGV[arg], ARGV[arg + 1], tonumber(ARGV[arg + 2])
+  local fields = {unpack(ARGV, arg + 3, arg + 2 + count)}
+  if kind == '' then
+    redis.call('XADD', stream, '*', unpack(fields))
+  else
+    redis.call('XADD', stream, kind, '~', value, '*', unpack(fields))
+  end
+  arg = arg + 3 + count
+end
+for i = 1, n_done do
+  redis.call('SET', KEYS[key], '+done', 'PX', done_ms)
+  key = key + 1
+end
+for i = 1, n_released do
+  if redis.call('GET', KEYS[key]) == owner then redis.call('DEL', KEYS[key]) end
+  key = key + 1
+end
+for i = 1, n_acks do
+  local ids = ack_ids[i]
+  for first = 1, #ids, 1000 do  -- unpack has a stack limit
+    redis.call('XACK', ack_streams[i], group, unpack(ids, first, math.min(first + 999, #ids)))
   end
 end
-return dropped
+return 1
+"""
+
+# Many messages appended at once: five arguments per message instead of a whole XADD each, since the
+# client's command packing is what a pipelined publish spends its time on.
+# KEYS: one stream per message. ARGV: trim kind ('', 'MAXLEN' or 'MINID'), trim value, then per message
+# its wire fields v, id, type, msg. Returns the entry ids, in order.
+PUBLISH = """
+local kind, value = ARGV[1], ARGV[2]
+local ids = {}
+for i, stream in ipairs(KEYS) do
+  local at = 3 + (i - 1) * 4
+  if kind == '' then
+    ids[i] = redis.call('XADD', stream, '*', 'v', ARGV[at], 'id', ARGV[at + 1], 'type', ARGV[at + 2],
+      'msg', ARGV[at + 3])
+  else
+    ids[i] = redis.call('XADD', stream, kind, '~', value, '*', 'v', ARGV[at], 'id', ARGV[at + 1],
+      'type', ARGV[at + 2], 'msg', ARGV[at + 3])
+  end
+end
+return ids
 """

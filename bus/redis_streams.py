@@ -23,7 +23,6 @@ from redis.exceptions import RedisError, ResponseError
 
 from bus import redis_scripts
 from bus.backend import (
-    DONE,
     Claims,
     ClaimStatus,
     Delivery,
@@ -46,6 +45,8 @@ DEFAULT_MAX_CONNECTIONS = 64
 POOL_WAIT_S = 30.0
 SOCKET_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 5.0
+#: Messages per publish script call: bounds the script's run (Redis serves nobody else meanwhile).
+_PUBLISH_CHUNK = 500
 #: Longest a single XREADGROUP blocks; longer `block_ms` return [] sooner, as the contract allows.
 MAX_BLOCK_MS = 10_000
 
@@ -128,6 +129,16 @@ def _trim_args(retention: Retention | None) -> dict[str, Any]:
     return {}
 
 
+def _trim_kind(retention: Retention | None) -> tuple[str, str | int]:
+    """A script's trimming arguments: ("MAXLEN", n), ("MINID", id) or ("", "")."""
+    trim = _trim_args(retention)
+    if "maxlen" in trim:
+        return "MAXLEN", trim["maxlen"]
+    if "minid" in trim:
+        return "MINID", trim["minid"]
+    return "", ""
+
+
 def _claim_args(claims: Claims | None) -> list[str | int]:
     return ["", 0] if claims is None else [claims.scope, claims.lease_ms]
 
@@ -187,7 +198,8 @@ class RedisBus:
         self._errors = _RedisErrors(self.url)
         self._receive_script = self._client.register_script(redis_scripts.RECEIVE)
         self._reclaim_script = self._client.register_script(redis_scripts.RECLAIM)
-        self._release_script = self._client.register_script(redis_scripts.RELEASE)
+        self._settle_script = self._client.register_script(redis_scripts.SETTLE)
+        self._publish_script = self._client.register_script(redis_scripts.PUBLISH)
         self._closed = False
 
     async def publish(self, stream: str, message: AgentMessage, *, retention: Retention | None = None) -> str:
@@ -204,13 +216,19 @@ class RedisBus:
         self._check_open()
         if not checked:
             return []
-        trim = _trim_args(retention)
+        kind, value = _trim_kind(retention)
+        entry_ids: list[str] = []
         with self._errors:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for stream, fields in checked:
-                    pipe.xadd(stream, fields, **trim)  # type: ignore[arg-type]
-                replies = await pipe.execute()
-        return [_text(entry_id) for entry_id in replies]
+            for start in range(0, len(checked), _PUBLISH_CHUNK):
+                chunk = checked[start : start + _PUBLISH_CHUNK]
+                args: list[str | int] = [kind, value]
+                for _, fields in chunk:
+                    args += [fields["v"], fields["id"], fields["type"], fields["msg"]]
+                replies = await self._publish_script(
+                    keys=[stream for stream, _ in chunk], args=args, client=self._client
+                )
+                entry_ids += [_text(entry_id) for entry_id in replies]
+        return entry_ids
 
     async def append(
         self, stream: str, fields: Mapping[str, str], *, retention: Retention | None = None
@@ -398,23 +416,27 @@ class RedisBus:
         if settlement.is_empty():
             return
         claims = settlement.claims
+        done = [claims.key(m) for m in settlement.done] if claims is not None else []
+        released = [claims.key(m) for m in settlement.released] if claims is not None else []
+        acks = [(stream, list(ids)) for stream, ids in settlement.acks.items() if ids]
+        args: list[str | int] = [
+            settlement.done_ms,
+            claims.owner if claims is not None else "",
+            settlement.group,
+            len(done),
+            len(released),
+            len(acks),
+            len(settlement.records),
+        ]
+        for _, entry_ids in acks:
+            args += [len(entry_ids), *entry_ids]
+        for record in settlement.records:
+            kind, value = _trim_kind(record.retention)
+            flat = [part for pair in record.fields.items() for part in pair]
+            args += [kind, value, len(flat), *flat]
+        keys = [*done, *released, *(stream for stream, _ in acks), *(r.stream for r in settlement.records)]
         with self._errors:
-            async with self._client.pipeline(transaction=True) as pipe:
-                for record in settlement.records:
-                    pipe.xadd(record.stream, dict(record.fields), **_trim_args(record.retention))  # type: ignore[arg-type]
-                if claims is not None:
-                    for message_id in settlement.done:
-                        pipe.set(claims.key(message_id), DONE, px=settlement.done_ms)
-                    if settlement.released:
-                        await self._release_script(
-                            keys=[claims.key(m) for m in settlement.released],
-                            args=[claims.owner],
-                            client=pipe,
-                        )
-                for stream, entry_ids in settlement.acks.items():
-                    if entry_ids:
-                        pipe.xack(stream, settlement.group, *entry_ids)
-                await pipe.execute()
+            await self._settle_script(keys=keys, args=args, client=self._client)
 
     async def pending_count(self, stream: str, group: str) -> int:
         self._check_open()

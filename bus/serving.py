@@ -1,15 +1,15 @@
 """The loop behind `Mailbox.serve`: read, run handlers, heartbeat, reclaim, settle in groups.
 
-Handlers run as tasks, at most `concurrency` at once, started in the order messages came (highest
-priority first). A read happens when a slot is free and takes up to `DeliveryConfig.batch` messages;
-those that find no free slot wait in a backlog (heartbeated like running ones). A large batch makes
-fast handlers cheap (one read and one settlement per batch); a batch no larger than `concurrency`
-keeps a consumer of slow handlers from hoarding messages that an idle consumer, or a higher-priority
-message arriving later, should get.
+Handlers run on `concurrency` worker coroutines that take messages from a queue in the order they
+came (highest priority first). The reader fills the queue when it is empty and a worker is free,
+with up to `DeliveryConfig.batch` messages; queued messages are heartbeated like running ones. A large
+batch makes fast handlers cheap (one read and one settlement per batch); a batch no larger than
+`concurrency` keeps a consumer of slow handlers from hoarding messages that an idle consumer, or a
+higher-priority message arriving later, should get.
 
 Outcomes are settled by a flusher in groups ("group commit"): while one settlement is on its way, the
 outcomes of handlers that finish meanwhile gather for the next. At a low rate each message is settled
-at once; at a high rate a round trip settles a hundred.
+at once; at a high rate one round trip settles a batch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from typing import TYPE_CHECKING
 
 from bus.tasks import stop_task
@@ -29,9 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("roundtable.bus")
 
 _BACKOFF_S = 0.2
+_MAX_BACKOFF_S = 5.0
 #: How long a stopping serve waits for cancelled handlers to unwind.
 _GRACE_S = 3.0
-_MAX_BACKOFF_S = 5.0
 
 
 class Serving:
@@ -41,12 +40,11 @@ class Serving:
         self._box = mailbox
         self._handler = handler
         self._concurrency = concurrency
+        self._queue: asyncio.Queue[Envelope] = asyncio.Queue()
         self._running = 0
-        self._backlog: deque[Envelope] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._hungry = asyncio.Event()  # the queue ran empty while a worker was free
         self._outcomes: list[Outcome] = []
         self._outcome_ready = asyncio.Event()
-        self._slot_free = asyncio.Event()
         self._handled = 0
         self._ending = False
         # Dispatched and without an outcome yet: abandoned to reclaim if the serve ends first.
@@ -54,18 +52,22 @@ class Serving:
 
     async def run(self, idle_stop_ms: int | None) -> int:
         box = self._box
+        workers = [
+            asyncio.create_task(self._work(), name=f"handle-{box.consumer}-{i}")
+            for i in range(self._concurrency)
+        ]
         flusher = asyncio.create_task(self._flush_loop(), name=f"settle-{box.consumer}")
         upkeep = asyncio.create_task(self._upkeep_loop(), name=f"upkeep-{box.consumer}")
         backoff = _BACKOFF_S
         block_ms = box.config.block_ms if idle_stop_ms is None else idle_stop_ms
         try:
             while not box.stopping:
-                if self._running >= self._concurrency:
-                    self._slot_free.clear()
-                    await self._slot_free.wait()
+                if not self._queue.empty() or self._running >= self._concurrency:
+                    self._hungry.clear()
+                    await self._hungry.wait()
                     continue
                 try:
-                    envelopes = await box.receive(count=box.config.batch, block_ms=block_ms)
+                    envelopes = await box.receive(block_ms=block_ms)
                     backoff = _BACKOFF_S
                 except BusUnavailable as exc:
                     log.warning("roundtable.bus_receive_failed agent=%s error=%s", box.agent, exc)
@@ -74,17 +76,14 @@ class Serving:
                     continue
                 if envelopes:
                     self.dispatch(envelopes)
-                elif idle_stop_ms is not None and not self._running:
+                elif idle_stop_ms is not None and not self._running and self._queue.empty():
                     break
-            if idle_stop_ms is not None:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             self._ending = True
-            for task in self._tasks:
+            for task in workers:
                 task.cancel()
+            await asyncio.wait(workers, timeout=_GRACE_S)
             await stop_task(upkeep)
-            if self._tasks:
-                await asyncio.wait(self._tasks, timeout=_GRACE_S)
             await stop_task(flusher)
             with contextlib.suppress(BusUnavailable):
                 await self._flush()  # what was handled is settled, even when the serve is cancelled
@@ -94,34 +93,24 @@ class Serving:
     def dispatch(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
             self._open[envelope.key] = envelope
-            if self._running < self._concurrency:
-                self._spawn(envelope)
+            self._queue.put_nowait(envelope)
+
+    async def _work(self) -> None:
+        while True:
+            envelope = await self._queue.get()
+            self._running += 1
+            try:
+                await self._handler(envelope.message)
+            except Exception as exc:  # the handler's failure is the message's outcome, not the loop's
+                self._outcomes.append((envelope, exc))
             else:
-                self._backlog.append(envelope)
-
-    def _spawn(self, envelope: Envelope) -> None:
-        self._running += 1
-        task = asyncio.create_task(self._run_one(envelope))
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    async def _run_one(self, envelope: Envelope) -> None:
-        try:
-            await self._handler(envelope.message)
-        except Exception as exc:  # the handler's failure is the message's outcome, not the loop's
-            self._outcomes.append((envelope, exc))
-        else:
-            self._outcomes.append((envelope, None))
-        self._open.pop(envelope.key, None)
-        self._outcome_ready.set()
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._running -= 1
-        if self._backlog and not self._box.stopping:
-            self._spawn(self._backlog.popleft())
-        else:
-            self._slot_free.set()
+                self._outcomes.append((envelope, None))
+            finally:
+                self._running -= 1
+            self._open.pop(envelope.key, None)
+            self._outcome_ready.set()
+            if self._queue.empty():
+                self._hungry.set()
 
     async def _flush_loop(self) -> None:
         while not self._ending:
@@ -151,9 +140,8 @@ class Serving:
             await asyncio.sleep(box.config.heartbeat_s)
             try:
                 await box.heartbeat()
-                free = self._concurrency - self._running
-                if free > 0 and not self._backlog:
-                    self.dispatch(await box.reclaim(count=min(box.config.batch, free)))
+                if self._running < self._concurrency and self._queue.empty():
+                    self.dispatch(await box.reclaim())
             except BusUnavailable as exc:
                 log.warning("roundtable.bus_upkeep_failed agent=%s error=%s", box.agent, exc)
             except Exception:  # a bug here must not stop the heartbeat for good
