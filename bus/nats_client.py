@@ -36,8 +36,8 @@ RECONNECT_ATTEMPTS = 3
 REQUEST_TIMEOUT_S = 5.0
 #: How long an operation waits for a reconnection in progress before reporting the bus unavailable.
 RECONNECT_GRACE_S = 1.0
-#: A no-wait pull is answered within a millisecond or so; after this long it is asked again.
-NO_WAIT_PATIENCE_S = 0.025
+#: How long past its expiry (or, without one, after it was sent) a pull that has not ended is given up.
+PULL_GRACE_S = 0.5
 
 Request = tuple[str, bytes, Mapping[str, str] | None]
 Route = Callable[[Msg | None], None]
@@ -266,13 +266,23 @@ class NatsLink:
 
         JetStream's one-shot pull (`no_wait`, with `expires` to wait) returns as soon as any message
         is there. Deliveries carry their own subject, so each pull has its own subscription: when the
-        caller is cancelled it unsubscribes, and the server drops the request instead of delivering to
-        nobody. Raises `NoResponders` when the consumer does not exist.
+        caller gives up or is cancelled it unsubscribes, and the server drops the request instead of
+        delivering to nobody.
+
+        JetStream 2.9 does not always end a pull: one without expiry can go unanswered while its
+        cached count of pending entries is off (trimming can cause that), and an expired one can be
+        dropped silently when an entry arrives just as it expires. So a pull that has not ended
+        `PULL_GRACE_S` after it should have is taken as over, with what it brought.
+
+        Raises:
+            NoResponders: the consumer (or its stream) does not exist.
         """
         nc = await self.connection()
         queue: asyncio.Queue[Msg | None] = asyncio.Queue()
         got: list[Msg] = []
-        pull = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        body: dict[str, Any] = {"batch": batch, "no_wait": True}
+        if wait_ms:
+            body["expires"] = wait_ms * 1_000_000
 
         async def deliver(msg: Msg) -> None:
             queue.put_nowait(msg)
@@ -282,45 +292,27 @@ class NatsLink:
             sub = await nc.subscribe(inbox, cb=deliver)
             self._routes[inbox] = queue.put_nowait  # only for the connection-lost signal
             try:
-                if wait_ms:
-                    await nc.publish(pull, _pull_body(batch, wait_ms), reply=inbox)
-                    await self._collect(queue, got, batch, wait_ms / 1000 + self._timeout)
-                else:
-                    await nc.publish(pull, _pull_body(batch, 0), reply=inbox)
-                    if not await self._collect(queue, got, batch, NO_WAIT_PATIENCE_S, patient=True):
-                        # JetStream 2.9 can leave a no-wait pull unanswered while its count of pending
-                        # entries is briefly off (entries stored and trimmed at once); a pull with an
-                        # expiry always ends, so ask again with the shortest one.
-                        log.debug("roundtable.nats_pull_unanswered stream=%s group=%s", stream, consumer)
-                        await nc.publish(pull, _pull_body(batch - len(got), 1), reply=inbox)
-                        await self._collect(queue, got, batch, self._timeout)
+                request = json.dumps(body).encode()
+                await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", request, reply=inbox)
+                if not await self._collect(queue, got, batch, wait_ms / 1000 + PULL_GRACE_S):
+                    log.debug("roundtable.nats_pull_unanswered stream=%s group=%s", stream, consumer)
             finally:
                 self._routes.pop(inbox, None)
                 with contextlib.suppress(nats.errors.Error):
                     await sub.unsubscribe()
-            for extra in got[batch:]:  # both pulls answered after all: hand the surplus back
-                await nc.publish(extra.reply, b"-NAK")
-        return got[:batch]
+        return got
 
     async def _collect(
-        self,
-        queue: asyncio.Queue[Msg | None],
-        got: list[Msg],
-        batch: int,
-        within_s: float,
-        *,
-        patient: bool = False,
+        self, queue: asyncio.Queue[Msg | None], got: list[Msg], batch: int, within_s: float
     ) -> bool:
-        """Gather a pull's messages until `batch` came or the pull ended; False if `patient` ran out."""
+        """Gather a pull's messages until `batch` came or the pull ended; False if it never said so."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while len(got) < batch:
             try:
                 msg = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
             except TimeoutError:
-                if patient:
-                    return False
-                raise nats.errors.TimeoutError from None
+                return False
             if msg is None:
                 raise _Lost
             status = status_of(msg)
@@ -390,13 +382,6 @@ class Wakeups:
         if self._lost:
             raise _Lost
         return True
-
-
-def _pull_body(batch: int, expires_ms: int) -> bytes:
-    body: dict[str, Any] = {"batch": batch, "no_wait": True}
-    if expires_ms:
-        body["expires"] = expires_ms * 1_000_000
-    return json.dumps(body).encode()
 
 
 def _resolver(future: asyncio.Future[Msg]) -> Route:

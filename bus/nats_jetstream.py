@@ -435,7 +435,12 @@ class NatsBus:
         check_not_negative("block_ms", block_ms)
         self._check_open()
         taken: list[_Taken] = []
-        await self._pull(stream, group, count, min(block_ms, MAX_BLOCK_MS), taken, {})
+        block = min(block_ms, MAX_BLOCK_MS)
+        if block:
+            await self._pull(stream, group, count, block, taken, {})
+        else:
+            await self._group(stream, group)
+            await self._read_lanes([stream], group, count, set(), 0, taken, {})
         return [_delivery(t, "new") for t in taken]
 
     async def receive(
@@ -508,12 +513,33 @@ class NatsBus:
         taken: list[_Taken],
         trimmed: dict[str, int],
     ) -> None:
-        """One pass over the lanes, highest first; a lane that just saw a publish waits `grace_ms` for it."""
+        """One pass over the lanes, highest first; a lane that just saw a publish waits `grace_ms` for it.
+
+        With several lanes, one round trip first finds those with nothing new and nothing pending, so
+        that the pass pulls only where there can be something.
+        """
+        quiet = (
+            await self._quiet([k for k in keys if subject(k) not in woken], group) if len(keys) > 1 else set()
+        )
         for key in keys:
             if len(taken) >= count:
                 return
-            wait = grace_ms if subject(key) in woken else 0
-            await self._pull(key, group, count - len(taken), wait, taken, trimmed)
+            if key not in quiet:
+                wait = grace_ms if subject(key) in woken else 0
+                await self._pull(key, group, count - len(taken), wait, taken, trimmed)
+
+    async def _quiet(self, keys: Sequence[str], group: str) -> set[str]:
+        if not keys:
+            return set()
+        durable = consumer_name(group)
+        answers = await self._link.api_many([(f"CONSUMER.INFO.{stream_name(k)}.{durable}", {}) for k in keys])
+        return {
+            key
+            for key, answer in zip(keys, answers, strict=True)
+            if isinstance(answer, dict)
+            and not answer.get("num_pending")
+            and not answer.get("num_ack_pending")
+        }
 
     async def _pull(
         self, key: str, group: str, count: int, wait_ms: int, taken: list[_Taken], trimmed: dict[str, int]
