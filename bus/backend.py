@@ -259,7 +259,8 @@ class Bus(Protocol):
         claims: Claims | None = None,
         message_ids: Sequence[str] = (),
     ) -> None:
-        """Reset the idle time of pending entries (not their delivery count), and renew their claims."""
+        """Reset the idle time of pending entries (not their delivery count), and renew their claims
+        for another lease (never shortening one, so a claim settled meanwhile keeps its done mark)."""
         ...
 
     async def settle(self, settlement: Settlement) -> None:

@@ -371,7 +371,7 @@ class InMemoryBus:
             for message_id in message_ids:
                 key = claims.key(message_id)
                 held = self._claims.get(key)
-                if held is not None and held[1] > now:
+                if held is not None and now < held[1] < now + claims.lease_ms:
                     self._claims[key] = (held[0], now + claims.lease_ms)
 
     async def settle(self, settlement: Settlement) -> None:

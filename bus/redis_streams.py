@@ -404,7 +404,8 @@ class RedisBus:
                     pipe.xclaim(stream, group, consumer, 0, list(entry_ids), justid=True)
                 if claims is not None:
                     for message_id in message_ids:
-                        pipe.pexpire(claims.key(message_id), claims.lease_ms)
+                        # GT: a claim settled meanwhile keeps its longer done mark.
+                        pipe.pexpire(claims.key(message_id), claims.lease_ms, gt=True)
                 try:
                     await pipe.execute()
                 except ResponseError as exc:
