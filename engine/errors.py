@@ -12,6 +12,8 @@
     ├── RuleMismatch             stored ballots cannot be counted under the requested rule
     ├── BudgetExhausted          the session's token or dollar budget is spent
     ├── AgentUnavailable         one agent failed or timed out (the engine degrades, it does not stop)
+    │   ├── RequestTimedOut      a bus request got no response within its timeout
+    │   └── RequestFailed        a bus request was answered with a failure (the responder's handler raised)
     ├── LLMError                 the model provider failed (HTTP error, connection refused, timeout)
     │   └── LLMOutputInvalid     the model replied, but not with the structured output asked for
     ├── CommandRefused           the sender's role may not send commands in this workspace (audited)
@@ -70,6 +72,14 @@ class BudgetExhausted(RoundTableError):
 
 class AgentUnavailable(RoundTableError):
     """An agent failed or did not answer in time."""
+
+
+class RequestTimedOut(AgentUnavailable):
+    """A request on the bus got no correlated response within its timeout; a later one is dropped."""
+
+
+class RequestFailed(AgentUnavailable):
+    """A request on the bus was answered with `status=failed`; the message carries the responder's error."""
 
 
 class LLMError(RoundTableError):
