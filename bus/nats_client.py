@@ -155,6 +155,7 @@ class NatsLink:
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
                 closed_cb=self._on_disconnected,
+                skip_subject_validation=True,  # subjects are built from escaped parts (`nats_names`)
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             cause = self._last_error or exc
@@ -202,7 +203,17 @@ class NatsLink:
 
         A "no responders" reply is returned as it is (see `status_of`), for the caller to act on.
         """
-        if not requests:
+        return await self.confirm_many([[request] for request in requests])
+
+    async def confirm_many(self, batches: Sequence[Sequence[Request]]) -> list[Msg]:
+        """Send batches in one write; only the last message of each batch asks for a reply.
+
+        The server handles one connection's messages to one stream (or one consumer's
+        acknowledgements) in order, so the reply to a batch's last message tells that all of the
+        batch was applied: one reply per batch instead of one per message. Returns those replies.
+        """
+        batches = [batch for batch in batches if batch]
+        if not batches:
             return []
         nc = await self.connection()
         loop = asyncio.get_running_loop()
@@ -210,7 +221,10 @@ class NatsLink:
         tokens: list[str] = []
         with self.errors:
             try:
-                for subject, payload, headers in requests:
+                for batch in batches:
+                    for subject, payload, headers in batch[:-1]:
+                        await nc.publish(subject, payload, headers=dict(headers) if headers else None)
+                    subject, payload, headers = batch[-1]
                     token = self._token()
                     future: asyncio.Future[Msg] = loop.create_future()
                     self._routes[token] = _resolver(future)

@@ -57,6 +57,7 @@ from bus.nats_client import (
     ApiError,
     NatsLink,
     NoResponders,
+    Request,
     status_of,
 )
 from bus.nats_kv import DEFAULT_CLAIMS_TTL_MS, Buckets
@@ -486,10 +487,14 @@ class NatsBus:
     ) -> None:
         """Read the lanes in order; when all are empty, wait for a publish on any of them and read again.
 
-        The subscriptions start before the first read, so nothing published in between is missed.
+        The subscriptions start before the read that follows them, so nothing published in between
+        is missed.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + block_ms / 1000
+        await self._read_lanes(keys, group, count, set(), 0, taken, trimmed)
+        if taken:
+            return  # busy lanes need no subscriptions
         async with self._link.wakeups([subject(k) for k in keys]) as wakeups:
             woken: set[str] = set()
             while True:
@@ -633,16 +638,18 @@ class NatsBus:
     async def _send_acks(
         self, batches: Sequence[tuple[str, str, Sequence[int]]], verb: bytes, *, confirm: bool = False
     ) -> None:
-        """Send `+ACK` (or `+WPI`) for entries in one batch; acks forget the entries as held here.
+        """Send `+ACK` (or `+WPI`) for entries in one write; acks forget the entries as held here.
 
-        With `sync_acks` (or `confirm`) the server answers each once it has applied it, all in one
-        round trip; otherwise they are sent with one flush.
+        With `sync_acks` (or `confirm`) the last one to each group asks for the server's answer, which
+        comes once all of that group's were applied (one reply per group, not per entry); otherwise
+        they are sent with one flush.
         """
-        messages = []
+        groups: list[list[Request]] = []
         deadline_of = time.monotonic()
         for key, group, seqs in batches:
             name, durable = stream_name(key), consumer_name(group)
             known = self._groups.get((name, durable))
+            messages: list[Request] = []
             for seq in seqs:
                 held = known.held.get(seq) if known else None
                 reply = held[0] if held else f"$JS.ACK.{name}.{durable}.1.{seq}.0.0.0"
@@ -653,10 +660,11 @@ class NatsBus:
                     known.held.pop(seq, None)
                 elif held:
                     known.held[seq] = (held[0], deadline_of + known.ack_wait_ms / 1000)
+            groups.append(messages)
         if self._sync_acks or confirm:
-            await self._link.request_many(messages)  # "no responders": the group is gone, nothing to ack
+            await self._link.confirm_many(groups)  # "no responders": the group is gone, nothing to ack
         else:
-            await self._link.publish_many(messages)
+            await self._link.publish_many([m for messages in groups for m in messages])
 
     async def reclaim(
         self,

@@ -22,9 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from bus.backend import DONE, Claims, ClaimStatus
 from bus.nats_client import STREAM_NAME_IN_USE, WRONG_LAST_SEQUENCE, ApiError, NatsLink, status_of
-from bus.nats_names import CLAIMS_BUCKET, MAPS_BUCKET, kv_key
+from bus.nats_names import CLAIMS_BUCKET, MAPS_BUCKET, claim_key, kv_key
 from engine.errors import BusUnavailable
 
 #: Claims are kept at least this long, and longer when a lease or done window asks for it.
@@ -178,11 +180,19 @@ class Buckets:
                 revisions.append(int(answer["seq"]))
         return revisions
 
+    def _check_stored(self, reply: Msg) -> None:
+        if status_of(reply) == "503":
+            self._ready = False
+            raise BusUnavailable(f"nats at {self._link.where} failed: the claims bucket is gone")
+        error = json.loads(reply.data).get("error")
+        if error:
+            raise BusUnavailable(f"nats at {self._link.where} failed: {error.get('description')}")
+
     # --- claims -----------------------------------------------------------------------------------
 
     async def take(self, claims: Claims, message_ids: Sequence[str | None]) -> list[ClaimStatus]:
         """Claim message ids for `claims.owner` (see `Claims`); the status of each, in order."""
-        wanted = {m: kv_key(claims.key(m)) for m in message_ids if m is not None}
+        wanted = {m: claim_key(claims.scope, m) for m in message_ids if m is not None}
         if not wanted:
             return ["new"] * len(message_ids)
         await self.keep_claims_for(claims.lease_ms)
@@ -213,11 +223,14 @@ class Buckets:
         return ["new" if m is None else found.get(wanted[m], "busy") for m in message_ids]
 
     async def mark_done(self, claims: Claims, message_ids: Sequence[str], done_ms: int) -> None:
+        """Mark ids handled, in one write; the bucket's answer to the last says all were stored."""
         if not message_ids:
             return
         await self.keep_claims_for(done_ms)
         done = f"{_now_ms() + done_ms} {DONE}".encode()
-        await self.put_many(CLAIMS_BUCKET, [(kv_key(claims.key(m)), done, None, None) for m in message_ids])
+        batch = [(f"$KV.{CLAIMS_BUCKET}.{claim_key(claims.scope, m)}", done, None) for m in message_ids]
+        [reply] = await self._link.confirm_many([batch])
+        self._check_stored(reply)
 
     async def release(self, claims: Claims, message_ids: Sequence[str]) -> None:
         """Drop the claims this owner still holds (a lapsed value; a write by anyone else wins)."""
@@ -233,7 +246,7 @@ class Buckets:
     ) -> None:
         if not message_ids:
             return
-        keys = list(dict.fromkeys(kv_key(claims.key(m)) for m in message_ids))
+        keys = list(dict.fromkeys(claim_key(claims.scope, m) for m in message_ids))
         now = _now_ms()
         writes: list[Write] = []
         for key, entry in zip(keys, await self.get_many(CLAIMS_BUCKET, keys), strict=True):

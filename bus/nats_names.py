@@ -12,6 +12,7 @@ This module is pure: it names things and never does I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import string
@@ -43,6 +44,7 @@ def escape(part: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def subject(key: str) -> str:
     """The subject a stream key's entries are published on, e.g. `rt.default.inbox.analyst.p9`."""
     tagged = _HASH_TAGGED.fullmatch(key)
@@ -58,11 +60,13 @@ def workspace_subjects(workspace: str) -> str:
     return f"rt.{escape(workspace)}.>"
 
 
+@functools.lru_cache(maxsize=65536)
 def stream_name(key: str) -> str:
     """The JetStream stream holding one bus stream: its subject with '~' for '.'."""
     return _bounded(subject(key).replace(".", "~"))
 
 
+@functools.lru_cache(maxsize=65536)
 def consumer_name(group: str) -> str:
     """The durable consumer of a consumer group (names are per stream, so the group alone will do)."""
     return _bounded(escape(group))
@@ -71,6 +75,18 @@ def consumer_name(group: str) -> str:
 def kv_key(key: str) -> str:
     """A bus key as a KV key: the subject form, which only uses characters KV keys allow."""
     return subject(key)
+
+
+def claim_key(scope: str, message_id: str) -> str:
+    """`kv_key(scope + message_id)`, with the scope's part worked out once (claims are hot)."""
+    if not scope.endswith(":"):
+        return kv_key(scope + message_id)
+    return _scope_prefix(scope) + ".".join(escape(part) for part in message_id.split(":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_prefix(scope: str) -> str:
+    return subject(scope + "-")[:-1]  # the subject of scope + a one-character part, without that part
 
 
 def _bounded(name: str) -> str:

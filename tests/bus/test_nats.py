@@ -19,7 +19,15 @@ import pytest
 from bus.backend import Claims, Delivery, Record, Retention, Settlement
 from bus.message import AgentMessage
 from bus.nats_jetstream import NatsBus
-from bus.nats_names import DEAD_LETTER_STREAM, MAX_NAME, consumer_name, kv_key, stream_name, subject
+from bus.nats_names import (
+    DEAD_LETTER_STREAM,
+    MAX_NAME,
+    claim_key,
+    consumer_name,
+    kv_key,
+    stream_name,
+    subject,
+)
 from engine.errors import BusUnavailable, ConfigError
 from tests.servers import NatsProcess
 
@@ -95,6 +103,19 @@ def test_different_keys_never_share_a_subject() -> None:
     assert len({stream_name(k) for k in keys}) == len(keys)
     assert all(len(stream_name(k)) <= MAX_NAME for k in keys)
     assert consumer_name("engine.v2") == "engine_2ev2"
+
+
+@pytest.mark.parametrize(
+    ("scope", "message_id"),
+    [
+        ("rt:{w}:seen:analyst:inbox:", "9f0c"),
+        ("rt:{w}:seen:a.b:g:", "x:y.z"),
+        ("p:seen", "m1"),
+        ("rt:{w}:", ""),
+    ],
+)
+def test_a_claim_key_is_the_kv_key_of_scope_and_id(scope: str, message_id: str) -> None:
+    assert claim_key(scope, message_id) == kv_key(scope + message_id)
 
 
 def test_a_url_that_is_not_nats_is_refused() -> None:
