@@ -29,6 +29,7 @@ from bus.backend import (
     check_streams,
     parse_entry_id,
 )
+from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.message import AgentMessage, MalformedMessage
 from engine.errors import BusUnavailable
 
@@ -400,6 +401,62 @@ class InMemoryBus:
         self._check_open()
         entries = self._streams.get(stream)
         return 0 if entries is None else len(entries.ids)
+
+    # --- inspection, for operators (bus/inspection.py) --------------------------------------------
+
+    async def list_streams(self, prefix: str) -> list[str]:
+        self._check_open()
+        return sorted(name for name in self._streams if name.startswith(prefix))
+
+    async def stream_info(self, stream: str) -> StreamInfo | None:
+        self._check_open()
+        entries = self._streams.get(stream)
+        if entries is None:
+            return None
+        now = _now_ms()
+        groups = []
+        for name, group in entries.groups.items():
+            by_consumer: dict[str, list[_Pending]] = {}
+            for pending in group.pending.values():
+                by_consumer.setdefault(pending.consumer, []).append(pending)
+            consumers = [
+                ConsumerInfo(
+                    name=consumer,
+                    pending=len(held),
+                    idle_ms=int(now - max(p.delivered_ms for p in held)),
+                )
+                for consumer, held in sorted(by_consumer.items())
+            ]
+            groups.append(
+                GroupInfo(
+                    name=name,
+                    consumers=consumers,
+                    pending=len(group.pending),
+                    last_delivered_id=_format(group.last_id),
+                    lag=len(entries.ids) - bisect_right(entries.ids, group.last_id),
+                )
+            )
+        return StreamInfo(
+            stream=stream,
+            length=len(entries.ids),
+            first_id=_format(entries.ids[0]) if entries.ids else None,
+            last_id=_format(entries.ids[-1]) if entries.ids else None,
+            groups=groups,
+        )
+
+    async def pending_entry(self, stream: str, group: str, entry_id: str) -> PendingEntry | None:
+        parsed = parse_entry_id(entry_id)
+        self._check_open()
+        found = self._group(stream, group)
+        pending = None if found is None else found.pending.get(parsed)
+        if pending is None:
+            return None
+        return PendingEntry(
+            entry_id=_format(parsed),
+            consumer=pending.consumer,
+            idle_ms=int(_now_ms() - pending.delivered_ms),
+            deliveries=pending.deliveries,
+        )
 
     async def map_set(self, key: str, fields: Mapping[str, str]) -> None:
         self._check_open()

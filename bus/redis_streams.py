@@ -36,6 +36,7 @@ from bus.backend import (
     check_streams,
     parse_entry_id,
 )
+from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.message import AgentMessage, MalformedMessage
 from engine.errors import BusUnavailable, ConfigError
 
@@ -455,6 +456,72 @@ class RedisBus:
         with self._errors:
             size: int = await self._client.xlen(stream)
         return size
+
+    # --- inspection, for operators (bus/inspection.py) --------------------------------------------
+
+    async def list_streams(self, prefix: str) -> list[str]:
+        self._check_open()
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        with self._errors:
+            found = {
+                _text(key) async for key in self._client.scan_iter(match=pattern, count=1000, _type="stream")
+            }
+        return sorted(found)
+
+    async def stream_info(self, stream: str) -> StreamInfo | None:
+        self._check_open()
+        with self._errors:
+            try:
+                info = await self._client.xinfo_stream(stream)
+                groups = await self._client.xinfo_groups(stream)
+            except ResponseError as exc:
+                if "no such key" in str(exc):  # absent, or deleted between the two calls
+                    return None
+                raise
+            async with self._client.pipeline(transaction=False) as pipe:
+                for group in groups:
+                    pipe.xinfo_consumers(stream, group["name"])
+                consumers = await pipe.execute() if groups else []
+        first, last = info.get("first-entry"), info.get("last-entry")
+        return StreamInfo(
+            stream=stream,
+            length=int(info["length"]),
+            first_id=_text(first[0]) if first else None,
+            last_id=_text(last[0]) if last else None,
+            groups=[
+                GroupInfo(
+                    name=_text(group["name"]),
+                    consumers=[
+                        ConsumerInfo(name=_text(c["name"]), pending=int(c["pending"]), idle_ms=int(c["idle"]))
+                        for c in members
+                    ],
+                    pending=int(group["pending"]),
+                    last_delivered_id=_text(group["last-delivered-id"]),
+                    lag=None if group.get("lag") is None else int(group["lag"]),
+                )
+                for group, members in zip(groups, consumers, strict=True)
+            ],
+        )
+
+    async def pending_entry(self, stream: str, group: str, entry_id: str) -> PendingEntry | None:
+        parse_entry_id(entry_id)
+        self._check_open()
+        with self._errors:
+            try:
+                rows = await self._client.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
+            except ResponseError as exc:
+                if _is_nogroup(exc):
+                    return None
+                raise
+        if not rows:
+            return None
+        row = rows[0]
+        return PendingEntry(
+            entry_id=str(row["message_id"]),
+            consumer=str(row["consumer"]),
+            idle_ms=int(row["time_since_delivered"]),
+            deliveries=int(row["times_delivered"]),
+        )
 
     async def map_set(self, key: str, fields: Mapping[str, str]) -> None:
         self._check_open()
