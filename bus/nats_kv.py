@@ -234,15 +234,22 @@ class Buckets:
 
     async def release(self, claims: Claims, message_ids: Sequence[str]) -> None:
         """Drop the claims this owner still holds (a lapsed value; a write by anyone else wins)."""
-        await self._rewrite(claims, message_ids, lambda holder: _LAPSED if holder == claims.owner else None)
+        await self._rewrite(
+            claims, message_ids, lambda holder, _: _LAPSED if holder == claims.owner else None
+        )
 
     async def renew(self, claims: Claims, message_ids: Sequence[str]) -> None:
-        """Give live claims a fresh lease, whoever holds them (as PEXPIRE does on Redis)."""
+        """Give live claims another lease, whoever holds them, never shortening one (PEXPIRE GT on
+        Redis): a done mark written meanwhile keeps its longer window."""
         until = _now_ms() + claims.lease_ms
-        await self._rewrite(claims, message_ids, lambda holder: f"{until} {holder}".encode())
+        await self._rewrite(
+            claims,
+            message_ids,
+            lambda holder, expires: f"{until} {holder}".encode() if until > expires else None,
+        )
 
     async def _rewrite(
-        self, claims: Claims, message_ids: Sequence[str], change: Callable[[str], bytes | None]
+        self, claims: Claims, message_ids: Sequence[str], change: Callable[[str, int], bytes | None]
     ) -> None:
         if not message_ids:
             return
@@ -251,7 +258,7 @@ class Buckets:
         writes: list[Write] = []
         for key, entry in zip(keys, await self.get_many(CLAIMS_BUCKET, keys), strict=True):
             holder, expires = _claim(entry)
-            value = change(holder) if entry is not None and expires > now else None
+            value = change(holder, expires) if entry is not None and expires > now else None
             if entry is not None and value is not None:
                 writes.append((key, value, entry.revision, None))
         await self.put_many(CLAIMS_BUCKET, writes)  # a conflict means someone else moved on: theirs stands

@@ -543,8 +543,6 @@ async def test_touch_restarts_idle_time_without_counting_a_delivery(
 
 async def test_touch_never_shortens_a_done_mark(bus: Bus, new_stream: NewStream, prefix: str) -> None:
     """A heartbeat racing a settlement must not cut the done mark down to a lease."""
-    if bus.name == "nats":
-        pytest.skip("known NatsBus gap: touch renews a claim already marked done; remove when fixed")
     stream = new_stream()
     sent = make()
     await bus.publish(stream, sent)

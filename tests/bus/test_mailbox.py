@@ -483,11 +483,6 @@ async def test_concurrent_handlers_each_take_a_message(engine: Mailbox, analyst:
 async def test_a_stopped_consumer_catches_up_on_everything_with_the_default_retention(
     engine: Mailbox, analyst: Mailbox, sent: int
 ) -> None:
-    if engine.bus.name == "nats":
-        pytest.skip(
-            "known NatsBus bug: catching up 10,000 messages, receive fails with 'nats: timeout' after a "
-            "few batches and never recovers; remove this skip when it is fixed"
-        )
     for start in range(0, sent, 1000):
         await engine.send_many([note(engine, content={"i": i}) for i in range(start, start + 1000)])
     handler = Recorder()
