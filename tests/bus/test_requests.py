@@ -170,10 +170,10 @@ async def test_a_request_to_an_unregistered_agent_is_refused_at_send(asker: Requ
     assert asker.stats.sent == 0
 
 
-@pytest.mark.parametrize("timeout", [0, -1])
-async def test_a_request_needs_a_positive_timeout(asker: Requester, analyst: Mailbox, timeout: float) -> None:
+@pytest.mark.parametrize("seconds", [0, -1])
+async def test_a_request_needs_a_positive_timeout(asker: Requester, analyst: Mailbox, seconds: float) -> None:
     with pytest.raises(BadRequest, match="timeout must be more than 0"):
-        await asker.request("analyst", {}, timeout=timeout)
+        await asker.request("analyst", {}, timeout=seconds)
 
 
 async def test_a_response_to_a_stream_outside_the_workspace_is_not_sent(
