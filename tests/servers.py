@@ -17,9 +17,13 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """A redis-server child process on 127.0.0.1:port, for one test session or one test."""
+    """A redis-server child process on 127.0.0.1:port, for one test session or one test.
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    With `aof`, every write is in the append-only file (fsynced before Redis answers) in `workdir`, so
+    `stop` (SIGKILL) and `start` again on the same port and folder bring back all that was acknowledged.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, *, aof: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -28,6 +32,7 @@ class RedisProcess:
         self.binary = binary
         self.workdir = workdir
         self.port = port or free_port()
+        self.aof = aof
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,8 +50,7 @@ class RedisProcess:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(("--appendonly", "yes", "--appendfsync", "always") if self.aof else ("--appendonly", "no")),
                 "--dir",
                 str(self.workdir),
             ],

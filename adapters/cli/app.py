@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from adapters.cli.bus import bus_app
 from adapters.cli.render import LiveProgress, PlainProgress, render_result
 from bot import (
     BadRequest,
@@ -38,6 +39,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     no_args_is_help=True,
 )
+app.add_typer(bus_app, name="bus")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
