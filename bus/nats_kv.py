@@ -25,7 +25,14 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from bus.backend import DONE, Claims, ClaimStatus
-from bus.nats_client import STREAM_NAME_IN_USE, WRONG_LAST_SEQUENCE, ApiError, NatsLink, status_of
+from bus.nats_client import (
+    STREAM_NAME_IN_USE,
+    WRONG_LAST_SEQUENCE,
+    ApiError,
+    NatsLink,
+    Request,
+    status_of,
+)
 from bus.nats_names import CLAIMS_BUCKET, MAPS_BUCKET, claim_key, kv_key
 from engine.errors import BusUnavailable
 
@@ -125,9 +132,22 @@ class Buckets:
 
     # --- raw KV -----------------------------------------------------------------------------------
 
-    async def get_many(self, bucket: str, keys: Sequence[str]) -> list[Entry | None]:
+    async def _send(self, requests: Sequence[Request]) -> list[Msg]:
+        """Send KV requests; when the bucket is gone (a server restarted without its store), make the
+        buckets again and send once more."""
         await self.ensure()
-        replies = await self._link.request_many(
+        replies = await self._link.request_many(requests)
+        if any(status_of(reply) == "503" for reply in replies):
+            self._ready = False
+            await self.ensure()
+            replies = await self._link.request_many(requests)
+        for reply in replies:
+            if status_of(reply) == "503":
+                raise BusUnavailable(f"nats at {self._link.where} failed: a KV bucket does not answer")
+        return replies
+
+    async def get_many(self, bucket: str, keys: Sequence[str]) -> list[Entry | None]:
+        replies = await self._send(
             [
                 (
                     f"$JS.API.DIRECT.GET.KV_{bucket}",
@@ -154,22 +174,14 @@ class Buckets:
 
     async def put_many(self, bucket: str, writes: Sequence[Write]) -> list[int | None]:
         """Write values; each one's new revision, or None when its expected revision did not match."""
-        await self.ensure()
-        requests = []
+        requests: list[Request] = []
         for key, value, expected, extra in writes:
             headers = dict(extra or {})
             if expected is not None:
                 headers[_LAST_SEQ] = str(expected)
             requests.append((f"$KV.{bucket}.{key}", value, headers or None))
-        replies = await self._link.request_many(requests)
         revisions: list[int | None] = []
-        for reply in replies:
-            if status_of(reply) == "503":
-                self._ready = False
-                raise BusUnavailable(
-                    f"nats at {self._link.where} failed: KV bucket {bucket} is gone; "
-                    "the next call makes it again"
-                )
+        for reply in await self._send(requests):
             answer = json.loads(reply.data)
             error = answer.get("error")
             if error and int(error.get("err_code", 0)) == WRONG_LAST_SEQUENCE:

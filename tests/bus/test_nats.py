@@ -54,6 +54,18 @@ async def eventually(read: Callable[[], Awaitable[list[Delivery]]], within_s: fl
     raise AssertionError(f"nothing was delivered within {within_s}s")
 
 
+async def answering(bus: NatsBus, within_s: float = 10) -> None:
+    """Wait until the bus reaches its server again (calls in flight when it went away fail)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            return await bus.ping()
+        except BusUnavailable:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def nats_bus(nats_url: str, prefix: str) -> AsyncIterator[NatsBus]:
     bus = NatsBus(nats_url)
@@ -309,3 +321,28 @@ async def test_nobody_listening_is_bus_unavailable() -> None:
     with pytest.raises(BusUnavailable, match=re.escape("nats at nats://127.0.0.1:1 failed")):
         await bus.ping()
     await bus.close()
+
+
+async def test_a_server_that_lost_its_store_is_made_whole_by_the_next_calls(tmp_path: Path) -> None:
+    """With memory storage a restart loses streams, groups and buckets; the bus makes them again."""
+    server = NatsProcess(tmp_path / "nats").start()
+    bus = NatsBus(server.url, storage="memory")
+    stream, table, mine = "rt:{w}:s", "rt:{w}:members", Claims("rt:{w}:seen:", "a", 60_000)
+    try:
+        await bus.publish(stream, make())
+        assert len((await bus.receive([stream], "g", "a", block_ms=0, claims=mine)).deliveries) == 1
+        await bus.map_set(table, {"analyst": "host"})
+        server.kill()
+        server.start()
+        await answering(bus)
+
+        sent = make()
+        entry_id = await bus.publish(stream, sent)
+        [delivery] = (await bus.receive([stream], "g", "a", block_ms=0, claims=mine)).deliveries
+        assert (delivery.entry_id, delivery.message, delivery.status) == (entry_id, sent, "new")
+        assert await bus.map_get(table) == {}
+        await bus.map_set(table, {"analyst": "host"})
+        assert await bus.map_get(table) == {"analyst": "host"}
+    finally:
+        await bus.close()
+        server.kill()
