@@ -45,6 +45,7 @@ from bus.addressing import (
 from bus.backend import Bus, Claims, Delivery, Record, Settlement, check_positive
 from bus.deadletter import DeadLetter, DeadReason
 from bus.delivery import DeliveryConfig, DeliveryStats
+from bus.events import BusEvent
 from bus.message import ANY_AGENT, AgentMessage
 from bus.policy import AuditRecord, CommandPolicy, fetch_policy
 from bus.serving import Serving
@@ -473,6 +474,7 @@ class _Settling:
             delivery, reason=reason, detail=detail, deliveries=deliveries, agent=box.agent, group=box.group
         )
         self._records.append(letter.record(box.workspace, box.config.dead_letter_retention))
+        self._records.append(BusEvent.of_dead_letter(letter).record(box.workspace))  # the events stream
         if delivery.message is not None:
             self._released.append(delivery.message.message_id)
         self._ack(delivery)
