@@ -1,6 +1,7 @@
 """The bus on NATS JetStream, through nats-py, for deployments that outgrow one Redis.
 
-How the `Bus` contract maps onto JetStream (`nats_names` says how keys become names):
+How the `Bus` contract maps onto JetStream (`nats_names` says how keys become names, `nats_wire` how
+entries look, `nats_streams` how streams and groups are made, `nats_kv` how claims and tables are kept):
 
 - **Streams.** Each bus stream is a JetStream stream with one subject, e.g. `rt.default.inbox.analyst.p9`,
   kept by limits (every consumer group sees every entry, as on Redis). Its sequence numbers are the
@@ -24,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from nats.aio.msg import Msg
@@ -48,24 +47,14 @@ from bus.backend import (
     check_streams,
     parse_entry_id,
 )
-from bus.message import AgentMessage, MalformedMessage
-from bus.nats_client import (
-    CONSUMER_NOT_FOUND,
-    REQUEST_TIMEOUT_S,
-    STREAM_NAME_IN_USE,
-    STREAM_NOT_FOUND,
-    ApiError,
-    NatsLink,
-    NoResponders,
-    Request,
-    status_of,
-)
+from bus.message import AgentMessage
+from bus.nats_client import REQUEST_TIMEOUT_S, NatsLink, NoResponders, Request, status_of
 from bus.nats_kv import DEFAULT_CLAIMS_TTL_MS, Buckets
-from bus.nats_names import DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT, consumer_name, stream_name, subject
+from bus.nats_names import consumer_name, stream_name, subject
+from bus.nats_streams import Group, Streams, limits_of
+from bus.nats_wire import Taken, ack_info, ack_subject, decode, delivery, encode, entry_id, entry_seq
 from bus.redis_streams import redact_url
 from engine.errors import BusUnavailable, ConfigError
-
-log = logging.getLogger("roundtable.bus")
 
 #: The idle time after which an unacknowledged entry is handed out again (the delivery layer's default).
 DEFAULT_ACK_WAIT_MS = 30_000
@@ -75,89 +64,7 @@ DEFAULT_MAX_DELIVER = 20
 MAX_BLOCK_MS = 10_000
 #: How long a read woken by a publish waits for JetStream to have stored it.
 WAKE_GRACE_MS = 100
-#: JetStream refuses a shorter max_age.
-MIN_AGE_MS = 100
-_DEFAULT_DUPLICATE_WINDOW_NS = 120_000_000_000
-_NOT_FOUND = (STREAM_NOT_FOUND, CONSUMER_NOT_FOUND)
 _HELD_SWEEP = 10_000
-
-#: A stream's (max_msgs, max_age ns); `_UNKNOWN` when it exists with limits this instance did not set.
-Limits = tuple[int, int]
-_UNKNOWN: Limits = (-2, -2)
-_UNLIMITED: Limits = (-1, 0)
-
-
-@dataclass(slots=True)
-class _Group:
-    """What this bus instance knows of one consumer group's durable consumer."""
-
-    ack_wait_ms: int
-    #: Highest stream sequence handed out new to the group, as far as this instance saw.
-    last_new: int
-    #: Consumer sequence of the latest delivery this instance saw (JetStream counts every delivery).
-    last_delivery: int
-    #: Stream sequence -> (its ack subject, when its ack_wait runs out): entries handed out here.
-    held: dict[int, tuple[str, float]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Taken:
-    stream: str
-    seq: int
-    deliveries: int
-    fields: dict[str, str] | None
-    error: str | None
-
-
-def _limits(retention: Retention | None) -> Limits | None:
-    if retention is None:
-        return None
-    if retention.maxlen is not None:
-        return (max(1, retention.maxlen), 0)  # JetStream reads max_msgs 0 as "no limit"; keep one
-    if retention.max_age_ms is not None:
-        return (-1, max(MIN_AGE_MS, retention.max_age_ms) * 1_000_000)
-    return None
-
-
-def _encode(fields: Mapping[str, str]) -> bytes:
-    return json.dumps(dict(fields), ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _decode(data: bytes) -> tuple[dict[str, str], str | None]:
-    """An entry's fields, or its raw text under "data" and why it is not a field map."""
-    try:
-        fields = json.loads(data)
-    except ValueError:
-        fields = None
-    if isinstance(fields, dict) and all(isinstance(v, str) for v in fields.values()):
-        return fields, None
-    text = data.decode(errors="replace")
-    return {"data": text}, "entry is not a JSON object of string fields, so it is not an AgentMessage"
-
-
-def _ack_info(reply: str) -> tuple[int, int, int]:
-    """(deliveries, stream sequence, consumer sequence) from a JetStream ack subject."""
-    tokens = reply.split(".")
-    base = 2 if len(tokens) == 9 else 4  # $JS.ACK.<stream>... or $JS.ACK.<domain>.<account>.<stream>...
-    return int(tokens[base + 2]), int(tokens[base + 3]), int(tokens[base + 4])
-
-
-def _entry_seq(entry_id: str) -> int:
-    """The stream sequence of an entry id "<seq>-0"; ids of another shape name no entry here (0)."""
-    seq, part = parse_entry_id(entry_id)
-    return seq if part == 0 else 0
-
-
-def _delivery(taken: _Taken, status: ClaimStatus) -> Delivery:
-    entry_id = f"{taken.seq}-0"
-    fields = taken.fields or {}
-    if taken.error is not None:
-        return Delivery(taken.stream, entry_id, None, taken.error, taken.deliveries, status, fields)
-    try:
-        message = AgentMessage.from_fields(fields)
-    except MalformedMessage as exc:
-        return Delivery(taken.stream, entry_id, None, str(exc), taken.deliveries, status, fields)
-    return Delivery(taken.stream, entry_id, message, None, taken.deliveries, status, fields)
 
 
 class NatsBus:
@@ -215,36 +122,31 @@ class NatsBus:
         if storage not in ("file", "memory"):
             raise ConfigError(f"unknown JetStream storage {storage!r}; choose file or memory")
         check_positive("ack_wait_ms", ack_wait_ms)
-        self._storage = storage
-        self._replicas = replicas
-        self._ack_wait_ms = ack_wait_ms
-        self._max_deliver = max_deliver
         self._sync_acks = sync_acks
         self._link = NatsLink(url, self.url, request_timeout_s=request_timeout_s)
         self._kv = Buckets(self._link, storage=storage, replicas=replicas, claims_ttl_ms=claims_ttl_ms)
-        self._streams: dict[str, Limits] = {}
-        self._groups: dict[tuple[str, str], _Group] = {}
-        self._dead_letters_ready = False
+        self._streams = Streams(
+            self._link, storage=storage, replicas=replicas, ack_wait_ms=ack_wait_ms, max_deliver=max_deliver
+        )
         self._closed = False
 
     # --- publishing -------------------------------------------------------------------------------
 
     async def publish(self, stream: str, message: AgentMessage, *, retention: Retention | None = None) -> str:
-        payload = _encode(message.to_fields())
-        [entry_id] = await self._append([(stream, payload, retention)])
-        return entry_id
+        [ident] = await self._append([(stream, encode(message.to_fields()), retention)])
+        return ident
 
     async def publish_many(
         self, entries: Sequence[tuple[str, AgentMessage]], *, retention: Retention | None = None
     ) -> list[str]:
-        checked = [(stream, _encode(message.to_fields()), retention) for stream, message in entries]
+        checked = [(stream, encode(message.to_fields()), retention) for stream, message in entries]
         return await self._append(checked)
 
     async def append(
         self, stream: str, fields: Mapping[str, str], *, retention: Retention | None = None
     ) -> str:
-        [entry_id] = await self._append([(stream, _encode(fields), retention)])
-        return entry_id
+        [ident] = await self._append([(stream, encode(fields), retention)])
+        return ident
 
     async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
         """Append fields as they are, skipping the message checks (tests write malformed entries)."""
@@ -256,22 +158,22 @@ class NatsBus:
         if not items:
             return []
         for retention in {r for _, _, r in items}:
-            await self._ensure_streams([k for k, _, r in items if r == retention], _limits(retention))
+            await self._streams.ensure([k for k, _, r in items if r == retention], limits_of(retention))
         replies = await self._link.request_many([(subject(key), payload, None) for key, payload, _ in items])
         seqs: list[int | None] = [self._puback(reply) for reply in replies]
         gone = [i for i, seq in enumerate(seqs) if seq is None]
         if gone:
             # Another process deleted the stream meanwhile: make it again and send those once more.
             for i in gone:
-                self._forget_stream(items[i][0])
+                self._streams.forget(items[i][0])
             for i in gone:
-                await self._ensure_streams([items[i][0]], _limits(items[i][2]))
+                await self._streams.ensure([items[i][0]], limits_of(items[i][2]))
             again = await self._link.request_many([(subject(items[i][0]), items[i][1], None) for i in gone])
             for i, reply in zip(gone, again, strict=True):
                 seqs[i] = self._puback(reply)
         if any(seq is None for seq in seqs):
             raise BusUnavailable(f"nats at {self.url} failed: a stream vanished while it was written")
-        return [f"{seq}-0" for seq in seqs]
+        return [entry_id(seq) for seq in seqs if seq is not None]
 
     def _puback(self, reply: Msg) -> int | None:
         if status_of(reply) == "503":
@@ -282,150 +184,12 @@ class NatsBus:
             raise BusUnavailable(f"nats at {self.url} failed: {error.get('description')}")
         return int(answer["seq"])
 
-    def _stream_config(self, key: str, limits: Limits) -> dict[str, Any]:
-        max_msgs, max_age = limits
-        return {
-            "name": stream_name(key),
-            "subjects": [subject(key)],
-            "retention": "limits",
-            "discard": "old",
-            "storage": self._storage,
-            "num_replicas": self._replicas,
-            "max_msgs": max_msgs,
-            "max_age": max_age,
-            "allow_direct": True,
-            "duplicate_window": min(max_age, _DEFAULT_DUPLICATE_WINDOW_NS) or _DEFAULT_DUPLICATE_WINDOW_NS,
-        }
-
-    async def _ensure_streams(self, keys: Iterable[str], limits: Limits | None) -> None:
-        """Create streams this instance has not seen, and set `limits` where they differ."""
-        todo = [
-            key
-            for key in dict.fromkeys(keys)
-            if stream_name(key) not in self._streams
-            or (limits is not None and self._streams[stream_name(key)] != limits)
-        ]
-        if not todo:
-            return
-        wanted = limits or _UNLIMITED
-        answers = await self._link.api_many(
-            [(f"STREAM.CREATE.{stream_name(k)}", self._stream_config(k, wanted)) for k in todo]
-        )
-        update = []
-        for key, answer in zip(todo, answers, strict=True):
-            if not isinstance(answer, ApiError):
-                self._streams[stream_name(key)] = wanted
-            elif answer.err_code != STREAM_NAME_IN_USE:
-                self._raise(answer)
-            elif limits is None:
-                self._streams[stream_name(key)] = _UNKNOWN  # exists with limits set elsewhere: keep them
-            else:
-                update.append(key)
-        if update:
-            answers = await self._link.api_many(
-                [(f"STREAM.UPDATE.{stream_name(k)}", self._stream_config(k, wanted)) for k in update]
-            )
-            for key, answer in zip(update, answers, strict=True):
-                if isinstance(answer, ApiError):
-                    self._raise(answer)
-                self._streams[stream_name(key)] = wanted
-
-    def _forget_stream(self, key: str) -> None:
-        name = stream_name(key)
-        self._streams.pop(name, None)
-        for ident in [i for i in self._groups if i[0] == name]:
-            del self._groups[ident]
-
-    def _raise(self, error: ApiError) -> None:
-        with self._link.errors:
-            raise error
-
     # --- groups -----------------------------------------------------------------------------------
 
     async def ensure_group(self, stream: str, group: str, *, start: str = "0") -> None:
         check_start(start)
         self._check_open()
-        await self._group(stream, group, start)
-
-    async def _group(self, key: str, group: str, start: str = "0") -> _Group:
-        """This instance's view of a group's consumer, creating the consumer (and stream) if missing."""
-        ident = (stream_name(key), consumer_name(group))
-        known = self._groups.get(ident)
-        if known is not None:
-            return known
-        info = await self._consumer_info(key, group)
-        if info is None:
-            await self._ensure_streams([key], None)
-            await self._ensure_dead_letters()
-            answer = (await self._link.api_many([self._create_consumer(key, group, start)]))[0]
-            if isinstance(answer, ApiError):
-                info = await self._consumer_info(key, group)  # made meanwhile by someone else?
-                if info is None:
-                    self._raise(answer)
-            else:
-                info = answer
-        assert info is not None
-        delivered = info.get("delivered") or {}
-        made = _Group(
-            ack_wait_ms=int(info["config"].get("ack_wait", 0)) // 1_000_000,
-            last_new=int(delivered.get("stream_seq", 0)),
-            last_delivery=int(delivered.get("consumer_seq", 0)),
-        )
-        return self._groups.setdefault(ident, made)
-
-    async def _groups_for(self, keys: Sequence[str], group: str) -> list[_Group]:
-        return list(await asyncio.gather(*(self._group(key, group) for key in keys)))
-
-    def _create_consumer(self, key: str, group: str, start: str) -> tuple[str, dict[str, Any]]:
-        durable = consumer_name(group)
-        config: dict[str, Any] = {
-            "durable_name": durable,
-            "ack_policy": "explicit",
-            "ack_wait": self._ack_wait_ms * 1_000_000,
-            "max_deliver": self._max_deliver,
-            "max_ack_pending": -1,
-            "replay_policy": "instant",
-        }
-        if start == "$":
-            config["deliver_policy"] = "new"
-        elif parse_entry_id(start) == (0, 0):
-            config["deliver_policy"] = "all"
-        else:  # after entry (seq, n): from the next sequence
-            config["deliver_policy"] = "by_start_sequence"
-            config["opt_start_seq"] = parse_entry_id(start)[0] + 1
-        name = stream_name(key)
-        return f"CONSUMER.CREATE.{name}.{durable}", {"stream_name": name, "config": config}
-
-    async def _consumer_info(self, key: str, group: str) -> dict[str, Any] | None:
-        [answer] = await self._link.api_many(
-            [(f"CONSUMER.INFO.{stream_name(key)}.{consumer_name(group)}", {})]
-        )
-        if isinstance(answer, ApiError):
-            if answer.err_code in _NOT_FOUND:
-                return None
-            self._raise(answer)
-        assert isinstance(answer, dict)
-        return answer
-
-    async def _ensure_dead_letters(self) -> None:
-        """Keep the server's max-deliveries advisories: the entries JetStream gave up on."""
-        if self._dead_letters_ready:
-            return
-        self._dead_letters_ready = True
-        config = {
-            "name": DEAD_LETTER_STREAM,
-            "subjects": [DEAD_LETTER_SUBJECT],
-            "retention": "limits",
-            "discard": "old",
-            "storage": self._storage,
-            "num_replicas": self._replicas,
-            "max_msgs": 100_000,
-            "max_age": 7 * 24 * 3600 * 1_000_000_000,
-            "allow_direct": True,
-        }
-        [answer] = await self._link.api_many([(f"STREAM.CREATE.{DEAD_LETTER_STREAM}", config)])
-        if isinstance(answer, ApiError) and answer.err_code != STREAM_NAME_IN_USE:
-            log.warning("roundtable.nats_dead_letters_unkept where=%s error=%s", self.url, answer)
+        await self._streams.group(stream, group, start)
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -435,14 +199,14 @@ class NatsBus:
         check_positive("count", count)
         check_not_negative("block_ms", block_ms)
         self._check_open()
-        taken: list[_Taken] = []
+        taken: list[Taken] = []
         block = min(block_ms, MAX_BLOCK_MS)
         if block:
             await self._pull(stream, group, count, block, taken, {})
         else:
-            await self._group(stream, group)
+            await self._streams.group(stream, group)
             await self._read_lanes([stream], group, count, set(), 0, taken, {})
-        return [_delivery(t, "new") for t in taken]
+        return [delivery(t, "new") for t in taken]
 
     async def receive(
         self,
@@ -459,8 +223,8 @@ class NatsBus:
         check_not_negative("block_ms", block_ms)
         check_owner(claims, consumer)
         self._check_open()
-        await self._groups_for(streams, group)
-        taken: list[_Taken] = []
+        await self._streams.groups(list(streams), group)
+        taken: list[Taken] = []
         trimmed: dict[str, int] = {}
         block = min(block_ms, MAX_BLOCK_MS)
         if block and len(streams) == 1:
@@ -472,8 +236,8 @@ class NatsBus:
         if claims is None:
             statuses: list[ClaimStatus] = ["new"] * len(taken)
         else:
-            statuses = await self._kv.take(claims, [(t.fields or {}).get("id") for t in taken])
-        deliveries = [_delivery(t, s) for t, s in zip(taken, statuses, strict=True)]
+            statuses = await self._kv.take(claims, [t.fields.get("id") for t in taken])
+        deliveries = [delivery(t, s) for t, s in zip(taken, statuses, strict=True)]
         return Received(deliveries, trimmed)
 
     async def _wait_and_read(
@@ -482,7 +246,7 @@ class NatsBus:
         group: str,
         count: int,
         block_ms: int,
-        taken: list[_Taken],
+        taken: list[Taken],
         trimmed: dict[str, int],
     ) -> None:
         """Read the lanes in order; when all are empty, wait for a publish on any of them and read again.
@@ -515,17 +279,15 @@ class NatsBus:
         count: int,
         woken: set[str],
         grace_ms: int,
-        taken: list[_Taken],
+        taken: list[Taken],
         trimmed: dict[str, int],
     ) -> None:
         """One pass over the lanes, highest first; a lane that just saw a publish waits `grace_ms` for it.
 
-        With several lanes, one round trip first finds those with nothing new and nothing pending, so
-        that the pass pulls only where there can be something.
+        One round trip first finds the lanes with nothing new and nothing pending (see
+        `Streams.quiet`), so that the pass pulls only where there can be something.
         """
-        quiet = (
-            await self._quiet([k for k in keys if subject(k) not in woken], group) if len(keys) > 1 else set()
-        )
+        quiet = await self._streams.quiet([k for k in keys if subject(k) not in woken], group)
         for key in keys:
             if len(taken) >= count:
                 return
@@ -533,32 +295,18 @@ class NatsBus:
                 wait = grace_ms if subject(key) in woken else 0
                 await self._pull(key, group, count - len(taken), wait, taken, trimmed)
 
-    async def _quiet(self, keys: Sequence[str], group: str) -> set[str]:
-        if not keys:
-            return set()
-        durable = consumer_name(group)
-        answers = await self._link.api_many([(f"CONSUMER.INFO.{stream_name(k)}.{durable}", {}) for k in keys])
-        return {
-            key
-            for key, answer in zip(keys, answers, strict=True)
-            if isinstance(answer, dict)
-            and not answer.get("num_pending")
-            and not answer.get("num_ack_pending")
-        }
-
     async def _pull(
-        self, key: str, group: str, count: int, wait_ms: int, taken: list[_Taken], trimmed: dict[str, int]
+        self, key: str, group: str, count: int, wait_ms: int, taken: list[Taken], trimmed: dict[str, int]
     ) -> None:
-        known = await self._group(key, group)
-        ident = (stream_name(key), consumer_name(group))
+        known = await self._streams.group(key, group)
         try:
-            msgs = await self._link.fetch(ident[0], ident[1], count, wait_ms)
+            msgs = await self._link.fetch(known.stream, known.consumer, count, wait_ms)
         except NoResponders:
             # The stream or the group was deleted: heal like Redis does, from the start of the stream.
-            self._forget_stream(key)
-            known = await self._group(key, group)
+            self._streams.forget(key)
+            known = await self._streams.group(key, group)
             try:
-                msgs = await self._link.fetch(ident[0], ident[1], count, wait_ms)
+                msgs = await self._link.fetch(known.stream, known.consumer, count, wait_ms)
             except NoResponders:
                 raise BusUnavailable(
                     f"nats at {self.url} failed: group {group!r} on {key!r} vanished"
@@ -567,7 +315,7 @@ class NatsBus:
         if lost:
             trimmed[key] = trimmed.get(key, 0) + lost
 
-    def _note(self, key: str, group: _Group, msgs: Sequence[Msg], taken: list[_Taken]) -> int:
+    def _note(self, key: str, group: Group, msgs: Sequence[Msg], taken: list[Taken]) -> int:
         """Record deliveries as held here, and count entries trimmed before the group was handed them.
 
         A new delivery whose consumer sequence directly follows the last one this instance saw had no
@@ -578,15 +326,15 @@ class NatsBus:
         lost = 0
         deadline = time.monotonic() + group.ack_wait_ms / 1000
         for msg in msgs:
-            deliveries, seq, delivery = _ack_info(msg.reply)
+            deliveries, seq, order = ack_info(msg.reply)
             if deliveries == 1:
-                if delivery == group.last_delivery + 1 and seq > group.last_new + 1:
+                if order == group.last_delivery + 1 and seq > group.last_new + 1:
                     lost += seq - group.last_new - 1
                 group.last_new = max(group.last_new, seq)
-            group.last_delivery = delivery
+            group.last_delivery = order
             group.held[seq] = (msg.reply, deadline)
-            fields, error = _decode(msg.data)
-            taken.append(_Taken(key, seq, deliveries, fields, error))
+            fields, error = decode(msg.data)
+            taken.append(Taken(key, seq, deliveries, fields, error))
         if len(group.held) > _HELD_SWEEP:
             now = time.monotonic()
             group.held = {s: h for s, h in group.held.items() if h[1] > now}
@@ -598,7 +346,7 @@ class NatsBus:
         check_positive("count", count)
         after_seq = 0 if after is None else parse_entry_id(after)[0]
         self._check_open()
-        state = await self._stream_state(stream)
+        state = await self._streams.state(stream)
         if state is None:
             return []
         name = stream_name(stream)
@@ -611,19 +359,19 @@ class NatsBus:
             )
             for n, reply in zip(batch, replies, strict=True):
                 if status_of(reply) is None:  # 404: trimmed meanwhile
-                    rows.append((f"{n}-0", _decode(reply.data)[0]))
+                    rows.append((entry_id(n), decode(reply.data)[0]))
             seq = batch.stop
         return rows
 
     # --- settling ---------------------------------------------------------------------------------
 
     async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
-        seqs = list(dict.fromkeys(_entry_seq(entry_id) for entry_id in entry_ids))
+        seqs = list(dict.fromkeys(entry_seq(entry_id) for entry_id in entry_ids))
         self._check_open()
         seqs = [seq for seq in seqs if seq > 0]
         if not seqs:
             return 0
-        known = self._groups.get((stream_name(stream), consumer_name(group)))
+        known = self._streams.known(stream, group)
         now = time.monotonic()
         if known is not None and all(known.held.get(s, ("", 0.0))[1] > now for s in seqs):
             await self._send_acks([(stream, group, seqs)], b"+ACK")
@@ -648,11 +396,11 @@ class NatsBus:
         deadline_of = time.monotonic()
         for key, group, seqs in batches:
             name, durable = stream_name(key), consumer_name(group)
-            known = self._groups.get((name, durable))
+            known = self._streams.known(key, group)
             messages: list[Request] = []
             for seq in seqs:
                 held = known.held.get(seq) if known else None
-                reply = held[0] if held else f"$JS.ACK.{name}.{durable}.1.{seq}.0.0.0"
+                reply = held[0] if held else ack_subject(name, durable, seq)
                 messages.append((reply, verb, None))
                 if known is None:
                     continue
@@ -686,26 +434,8 @@ class NatsBus:
         check_owner(claims, consumer)
         self._check_open()
         if min_idle_ms > 0:
-            await self._set_ack_wait(stream, group, min_idle_ms)
+            await self._streams.set_ack_wait(stream, group, min_idle_ms)
         return Received()
-
-    async def _set_ack_wait(self, key: str, group: str, ack_wait_ms: int) -> None:
-        known = self._groups.get((stream_name(key), consumer_name(group)))
-        if known is not None and known.ack_wait_ms == ack_wait_ms:
-            return
-        info = await self._consumer_info(key, group)
-        if info is None:
-            return
-        config = dict(info["config"])
-        if int(config.get("ack_wait", 0)) != ack_wait_ms * 1_000_000:
-            config["ack_wait"] = ack_wait_ms * 1_000_000
-            name = stream_name(key)
-            with self._link.errors:
-                await self._link.api(
-                    f"CONSUMER.CREATE.{name}.{consumer_name(group)}", {"stream_name": name, "config": config}
-                )
-        if known is not None:
-            known.ack_wait_ms = ack_wait_ms
 
     async def touch(
         self,
@@ -717,7 +447,7 @@ class NatsBus:
         claims: Claims | None = None,
         message_ids: Sequence[str] = (),
     ) -> None:
-        seqs = [s for s in (_entry_seq(entry_id) for entry_id in entry_ids) if s > 0]
+        seqs = [s for s in (entry_seq(entry_id) for entry_id in entry_ids) if s > 0]
         self._check_open()
         work = []
         if seqs:
@@ -733,7 +463,7 @@ class NatsBus:
         if settlement.is_empty():
             return
         if settlement.records:
-            await self._append([(r.stream, _encode(r.fields), r.retention) for r in settlement.records])
+            await self._append([(r.stream, encode(r.fields), r.retention) for r in settlement.records])
         claims = settlement.claims
         if claims is not None:
             await asyncio.gather(
@@ -741,7 +471,7 @@ class NatsBus:
                 self._kv.release(claims, settlement.released),
             )
         batches = [
-            (stream, settlement.group, [s for s in map(_entry_seq, ids) if s > 0])
+            (stream, settlement.group, [s for s in map(entry_seq, ids) if s > 0])
             for stream, ids in settlement.acks.items()
             if ids
         ]
@@ -752,23 +482,13 @@ class NatsBus:
 
     async def pending_count(self, stream: str, group: str) -> int:
         self._check_open()
-        info = await self._consumer_info(stream, group)
+        info = await self._streams.consumer_info(stream, group)
         return 0 if info is None else int(info.get("num_ack_pending", 0))
 
     async def length(self, stream: str) -> int:
         self._check_open()
-        state = await self._stream_state(stream)
+        state = await self._streams.state(stream)
         return 0 if state is None else int(state.get("messages", 0))
-
-    async def _stream_state(self, key: str) -> dict[str, Any] | None:
-        [answer] = await self._link.api_many([(f"STREAM.INFO.{stream_name(key)}", {})])
-        if isinstance(answer, ApiError):
-            if answer.err_code == STREAM_NOT_FOUND:
-                return None
-            self._raise(answer)
-        assert isinstance(answer, dict)
-        state: dict[str, Any] = answer.get("state") or {}
-        return state
 
     async def map_set(self, key: str, fields: Mapping[str, str]) -> None:
         self._check_open()
@@ -789,12 +509,7 @@ class NatsBus:
         self._check_open()
         if not keys:
             return
-        for key in keys:
-            self._forget_stream(key)
-        answers = await self._link.api_many([(f"STREAM.DELETE.{stream_name(k)}", {}) for k in keys])
-        for answer in answers:
-            if isinstance(answer, ApiError) and answer.err_code != STREAM_NOT_FOUND:
-                self._raise(answer)
+        await self._streams.delete(list(keys))
         await self._kv.map_purge(keys)
 
     async def ping(self) -> None:
