@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -29,7 +30,8 @@ dlq_app = typer.Typer(
 )
 bus_app.add_typer(dlq_app, name="dlq")
 
-out = Console()
+#: Piped output is read by grep and scripts: tables keep one line per row instead of wrapping at 80.
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 240)
 err = Console(stderr=True)
 T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document")]
