@@ -87,6 +87,7 @@ class Streams:
         max_msgs, max_age = limits
         return {
             "name": stream_name(key),
+            "description": key,  # the bus key, for people and tools listing streams
             "subjects": [subject(key)],
             "retention": "limits",
             "discard": "old",
@@ -195,6 +196,7 @@ class Streams:
         durable = consumer_name(group)
         config: dict[str, Any] = {
             "durable_name": durable,
+            "description": group,
             "ack_policy": "explicit",
             "ack_wait": self._ack_wait_ms * 1_000_000,
             "max_deliver": self._max_deliver,
