@@ -262,27 +262,29 @@ class ContainerAgent:
     async def stop(self, *, leave: bool = False) -> None:
         """Stop the loops; what was handled is settled, what was not stays pending for later.
 
+        Handlers still running are cancelled: their messages stay pending, and this agent (or another
+        process serving it) takes them up again after the idle timeout.
+
         Args:
-            leave: also leave the workspace (the registry's "left" event; direct messages to this agent
-                are refused from then on). By default the agent stays registered, so messages sent while
-                it is down wait for it, and other processes serving the same agent go on.
+            leave: also leave the workspace (the registry's "left" event). When no other process serves
+                this agent, direct messages to it are refused from then on. By default the agent stays
+                registered, so messages sent while it is down wait for it.
         """
         self._stopping = True
-        self.mailbox.stop()
-        if self._serving is not None:
-            done, _ = await asyncio.wait([self._serving], timeout=self._stop_wait_s())
-            if not done:
-                await stop_task(self._serving)
-            self._serving = None
         if self._heartbeat is not None:
             await stop_task(self._heartbeat)
             self._heartbeat = None
+        if leave:
+            # Before the message loop ends, so that senders learn at once that nobody serves it.
+            with contextlib.suppress(BusUnavailable):
+                await self.registry.leave(self.agent_id)
+        self.mailbox.stop()
+        if self._serving is not None:
+            await stop_task(self._serving)
+            self._serving = None
         if self._requester_started:
             await self.requester.close()
             self._requester_started = False
-        if leave:
-            with contextlib.suppress(BusUnavailable):
-                await self.registry.leave(self.agent_id)
         if self._owns_bus:
             with contextlib.suppress(BusUnavailable):
                 await self.bus.close()
@@ -454,10 +456,6 @@ class ContainerAgent:
                     ) from exc
                 log.warning("roundtable.agent_connect_retry agent=%s error=%s", self.agent_id, exc)
                 await asyncio.sleep(delay)
-
-    def _stop_wait_s(self) -> float:
-        # A serve ends after its current read: one block, then a moment to settle.
-        return self.mailbox.config.block_ms / 1000 + 5.0
 
     async def _serve_loop(self) -> None:
         """Run the mailbox's serve; should it end on an error, start it again after a backoff.
