@@ -19,6 +19,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from bus.backoff import Backoff
 from bus.tasks import stop_task
 from engine.errors import BusUnavailable
 
@@ -58,7 +59,8 @@ class Serving:
         ]
         flusher = asyncio.create_task(self._flush_loop(), name=f"settle-{box.consumer}")
         upkeep = asyncio.create_task(self._upkeep_loop(), name=f"upkeep-{box.consumer}")
-        backoff = _BACKOFF_S
+        # Jittered, so that agents which lost the same server do not all come back at once.
+        backoff = Backoff(base_s=_BACKOFF_S, cap_s=_MAX_BACKOFF_S)
         block_ms = box.config.block_ms if idle_stop_ms is None else idle_stop_ms
         try:
             while not box.stopping:
@@ -68,11 +70,10 @@ class Serving:
                     continue
                 try:
                     envelopes = await box.receive(block_ms=block_ms)
-                    backoff = _BACKOFF_S
+                    backoff.reset()
                 except BusUnavailable as exc:
                     log.warning("roundtable.bus_receive_failed agent=%s error=%s", box.agent, exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                    await backoff.wait()
                     continue
                 if envelopes:
                     self.dispatch(envelopes)
