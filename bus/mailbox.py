@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bus import observe
 from bus.addressing import (
     INBOX_GROUP,
     check_agent,
@@ -118,6 +119,7 @@ class Mailbox:
         self._in_flight: dict[tuple[str, str], Envelope] = {}
         self._stopping = False
         self._registered = False
+        observe.mailbox_opened(self)  # metrics see every mailbox (bus/observe.py)
 
     # --- membership -------------------------------------------------------------------------------
 
@@ -422,7 +424,7 @@ class Mailbox:
         self._stopping = False
         if not self._registered:
             await self.register()
-        return await Serving(self, handler, concurrency).run(idle_stop_ms)
+        return await Serving(self, observe.wrap_handler(self, handler), concurrency).run(idle_stop_ms)
 
     @property
     def stopping(self) -> bool:
