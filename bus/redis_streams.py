@@ -38,6 +38,7 @@ from bus.backend import (
 )
 from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.message import AgentMessage, MalformedMessage
+from bus.redis_codec import with_hiredis_packing
 from engine.errors import BusUnavailable, ConfigError
 
 #: Connections per bus; blocked consumers each hold one while they wait.
@@ -190,7 +191,7 @@ class RedisBus:
                     f"{self.url!r} is not a Redis URL ({exc}); use redis://host:port/db, "
                     "rediss://host:port/db or unix:///path/to/redis.sock"
                 ) from None
-            self._client: Redis = Redis.from_pool(pool)
+            self._client: Redis = Redis.from_pool(with_hiredis_packing(pool))
             self._owns_client = True
         else:
             self._client = url_or_client
