@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
 from bus.backend import Bus
@@ -14,6 +15,9 @@ from engine.errors import ConfigError
 from engine.ports import LLM
 from personas import Persona, load_personas
 from storage import SqlStore
+
+if TYPE_CHECKING:
+    from bus.metrics import BusMetrics, MetricsServer
 
 log = logging.getLogger("roundtable.bot")
 
@@ -29,6 +33,7 @@ class Runtime:
         self.bus_description = ""
         self._private_redis: PrivateRedis | None = None
         self._llm: LLM | None = None
+        self._metrics: tuple[BusMetrics, MetricsServer] | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -49,6 +54,34 @@ class Runtime:
             log.info("roundtable.bus_connected bus=%s", self.bus_description)
         return self.bus
 
+    async def start_metrics(self) -> str | None:
+        """Serve the bus's Prometheus metrics when `metrics_port` is set; their URL, or None.
+
+        Call it before the process makes its mailboxes: those made earlier are not counted.
+
+        Raises:
+            ConfigError: the port cannot be bound.
+        """
+        port, host = self.settings.metrics_port, self.settings.metrics_host
+        if port is None:
+            return None
+        if self._metrics is not None:
+            return self._metrics[1].url
+        from bus.metrics import BusMetrics  # only a process that serves metrics imports prometheus-client
+
+        metrics = BusMetrics().install()
+        try:
+            server = await metrics.serve(port, host=host)
+        except OSError as exc:
+            metrics.uninstall()
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); "
+                "choose another --metrics-port or ROUNDTABLE_METRICS_PORT"
+            ) from None
+        self._metrics = (metrics, server)
+        log.info("roundtable.metrics_serving url=%s", server.url)
+        return server.url
+
     def llm(self) -> LLM:
         """The model the in-process agents call. Raises `ModelNotConfigured` with the fix in one line."""
         if self._llm is None:
@@ -57,6 +90,11 @@ class Runtime:
         return self._llm
 
     async def close(self) -> None:
+        if self._metrics is not None:
+            metrics, server = self._metrics
+            self._metrics = None
+            await server.close()
+            metrics.uninstall()
         if self.bus is not None:
             await self.bus.close()
             self.bus = None

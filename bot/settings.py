@@ -28,6 +28,16 @@ class Settings(BaseSettings):
         description="bus URL: redis://, nats:// (JetStream) or memory://; a private redis-server when unset",
     )
     workspace: str = Field(default="default", description="bus workspace (key prefix)")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="serve the bus's Prometheus metrics at http://metrics_host:PORT/metrics "
+        "(`roundtable worker`); off when unset",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="the address the metrics port listens on; 0.0.0.0 for all"
+    )
     model: str | None = Field(default=None, description="LiteLLM model string; the embedded model when unset")
     api_base: str | None = Field(default=None, description="base URL for the model's API")
     api_key: str | None = Field(default=None, description="API key for the model's provider")

@@ -237,13 +237,20 @@ def stats(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def worker(
     agents: Annotated[str | None, typer.Option(help="persona ids to serve, a,b,c")] = None,
     team: Annotated[str | None, typer.Option(help="a team to serve: default|full|compact")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="serve Prometheus metrics at /metrics", min=1, max=65535),
+    ] = None,
 ) -> None:
     """Serve persona agents as bus workers in this process, until stopped."""
     if agents and team:
         raise BadRequest("give --agents or --team, not both")
-    settings = _settings()
+    settings = _settings(metrics_port=metrics_port)
 
     async def work(runner: SessionRunner) -> None:
+        metrics = await runner.runtime.start_metrics()  # before the workers' mailboxes, so they count
+        if metrics:
+            err.print(f"metrics at {metrics}", markup=False, highlight=False, soft_wrap=True)
         served = await runner.serve(agents or team or "full")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

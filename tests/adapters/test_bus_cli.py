@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bus.addressing import inbox_key
 from bus.delivery import DeliveryConfig
 from bus.mailbox import Mailbox
 from bus.message import AgentMessage
 from bus.redis_streams import RedisBus
-from tests.servers import RedisProcess
+from tests.fakes.fake_llm import FakeLLM
+from tests.servers import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -369,3 +373,105 @@ def test_stats_shows_length_pending_lag_and_consumers_per_stream(
     lanes = [row for row in json.loads(everything.stdout) if ":inbox:" in row["stream"]]
     assert len(lanes) == 2 * 10  # every lane of both agents
     assert text.returncode == 0 and "inbox:skeptic:p5" in text.stdout
+
+
+# --- metrics of a worker --------------------------------------------------------------------------
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_worker_serves_its_bus_metrics_on_the_metrics_port(
+    redis: RedisProcess, workspace: str, env: dict[str, str], fake_llm: FakeLLM
+) -> None:
+    port = free_port()
+    env = {**env, "ROUNDTABLE_MODEL": "openai/fake", "ROUNDTABLE_API_BASE": fake_llm.base_url}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adapters.cli.app",
+            "worker",
+            "--agents",
+            "analyst",
+            "--metrics-port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert proc.stderr.readline().strip() == f"metrics at {url}"
+        assert proc.stderr.readline().startswith("serving analyst on redis at ")
+        group = frozenset({"workspace": workspace, "agent": "analyst", "group": "inbox"}.items())
+        assert scrape(url)[("roundtable_bus_consumer_lag", group)] == 0
+
+        # Not a turn request: the worker settles it as handled without asking the model.
+        message = AgentMessage(
+            from_agent="ops", to_agent="analyst", message_type="notification", workspace_id=workspace
+        )
+        asyncio.run(send(redis.url, message))
+        labels = {"workspace": workspace, "agent": "analyst"}
+        handled = (
+            "roundtable_bus_messages_acknowledged_total",
+            frozenset({**labels, "outcome": "handled"}.items()),
+        )
+        samples = scrape(url)
+        while samples.get(handled, 0) < 1:  # until the worker has settled it
+            samples = scrape(url)
+        samples = scrape(url)  # the backlog is read from Redis first: now past the acknowledgement
+        assert samples[("roundtable_bus_messages_delivered_total", frozenset(labels.items()))] == 1
+        ok = frozenset({**labels, "outcome": "ok"}.items())
+        assert samples[("roundtable_bus_handling_seconds_count", ok)] == 1
+        assert samples[("roundtable_bus_pending", group)] == 0
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+async def send(url: str, message: AgentMessage) -> None:
+    bus = RedisBus(url)
+    try:
+        await Mailbox(bus, message.workspace_id, message.from_agent).send(message)
+    finally:
+        await bus.close()
+
+
+def test_a_taken_metrics_port_is_one_line(
+    redis: RedisProcess, env: dict[str, str], fake_llm: FakeLLM
+) -> None:
+    env = {**env, "ROUNDTABLE_MODEL": "openai/fake", "ROUNDTABLE_API_BASE": fake_llm.base_url}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "adapters.cli.app",
+                "worker",
+                "--agents",
+                "analyst",
+                "--metrics-port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
+    line = one_line_error(proc, 1)
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in line and "--metrics-port" in line
