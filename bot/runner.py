@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from bot.request import SessionRequest, build_config, new_session_id
 from bot.runtime import Runtime
+from bot.settings import Settings
 from bus.agent_port import BusAgentPort
+from bus.backend import Bus
+from bus.delivery import DeliveryConfig
+from bus.llm import LiteLLMModel, import_litellm
+from bus.registry import Registry
 from bus.worker import PersonaWorker
 from engine.deliberation import Deliberation
-from engine.errors import BadRequest, BusUnavailable, UnknownPersona
+from engine.errors import AgentUnavailable, BadRequest, BusUnavailable, ConfigError, UnknownPersona
 from engine.events import LateUsage
 from engine.log import SessionLog
+from engine.ports import LLM
 from engine.progress import ProgressSink
 from engine.report import build_report, retally
 from engine.rules import VOTING_RULES
 from engine.turns import TurnReply
-from personas import TEAMS
+from personas import TEAMS, Persona
+
+#: Turns a worker runs at once per persona (and takes at a time, so idle workers get the rest).
+WORKER_CONCURRENCY = 8
 
 
 class SessionRunner:
@@ -36,21 +50,27 @@ class SessionRunner:
         *,
         progress: ProgressSink | None = None,
         metadata: dict[str, Any] | None = None,
+        external: bool = False,
     ) -> dict[str, Any]:
-        """Run a session with in-process agents over the bus, and return its document."""
+        """Run a session over the bus and return its document.
+
+        Its agents run in this process, or with `external`, in `roundtable worker` processes (see
+        `wait_for_agents`).
+        """
         rt = self.runtime
         bus = await rt.connect_bus()
-        personas = [rt.personas[agent] for agent in config.team]
-        llm = rt.llm()
         store = rt.store
 
         async def on_late(reply: TurnReply) -> None:
             await store.append(session_id, LateUsage(step=reply.step, agent=reply.agent, reply=reply))
 
-        async with (
-            PersonaWorker(bus, personas, llm, workspace=rt.settings.workspace),
-            BusAgentPort(bus, session_id, workspace=rt.settings.workspace, on_late=on_late) as port,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            if not external:
+                personas = [rt.personas[agent] for agent in config.team]
+                await stack.enter_async_context(self._worker(bus, personas, rt.llm()))
+            port = await stack.enter_async_context(
+                BusAgentPort(bus, session_id, workspace=rt.settings.workspace, on_late=on_late)
+            )
             deliberation = Deliberation(
                 session_id, config, agents=port, store=store, progress=progress, metadata=metadata
             )
@@ -61,7 +81,31 @@ class SessionRunner:
                     f"{exc}; completed turns are saved: `roundtable resume {session_id}` finishes the session"
                 ) from exc
 
-    async def serve(self, spec: str) -> list[str]:
+    async def wait_for_agents(self, team: Sequence[str]) -> None:
+        """Wait up to `external_wait_s` for workers to serve every persona of the team.
+
+        Raises:
+            AgentUnavailable: some are still not served; the message names them and how to serve them.
+            ConfigError: the bus is the in-memory one, which no other process can reach.
+        """
+        s = self.runtime.settings
+        bus = await self.runtime.connect_bus()
+        if bus.name == "memory":
+            raise ConfigError(
+                "external agents need a bus other processes can reach, and this one is the in-memory bus; "
+                "set ROUNDTABLE_BUS_URL (redis:// or nats://) here and for the workers"
+            )
+        registry = Registry(bus, s.workspace, offline_after_s=s.offline_after_s)
+        missing = await registry.wait_for(team, timeout_s=s.external_wait_s)
+        if missing:
+            names = ", ".join(missing)
+            raise AgentUnavailable(
+                f"no worker serves {names} in workspace '{s.workspace}' after {s.external_wait_s:g}s; "
+                f"start one on the same bus ({self.runtime.bus_description}): "
+                f"roundtable worker --agents {','.join(missing)}"
+            )
+
+    async def serve(self, spec: str) -> PersonaWorker:
         """Start a worker for a team or a list of persona ids, in this process, until it is cancelled."""
         rt = self.runtime
         ids = list(TEAMS.get(spec, [])) or [part.strip().lower() for part in spec.split(",") if part.strip()]
@@ -74,26 +118,50 @@ class SessionRunner:
         if not ids:
             raise BadRequest("name the personas to serve: --agents a,b or --team default|full|compact")
         personas = [rt.personas[agent] for agent in ids]
+        llm = rt.llm()
+        if isinstance(llm, LiteLLMModel):
+            # Import LiteLLM (seconds of CPU) before registering, not during the first turn, where it
+            # would slow this worker's heartbeats enough for another worker to take its turns over.
+            await asyncio.to_thread(import_litellm)
         bus = await rt.connect_bus()
-        worker = PersonaWorker(bus, personas, rt.llm(), workspace=rt.settings.workspace)
+        worker = self._worker(bus, personas, llm, name=f"worker-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         await worker.start()
         self._workers.append(worker)
-        return worker.agents
+        return worker
+
+    def _worker(
+        self, bus: Bus, personas: list[Persona], llm: LLM, *, name: str | None = None
+    ) -> PersonaWorker:
+        s = self.runtime.settings
+        return PersonaWorker(
+            bus,
+            personas,
+            llm,
+            workspace=s.workspace,
+            name=name,
+            concurrency=WORKER_CONCURRENCY,
+            config=delivery_config(s),
+            offline_after_s=s.offline_after_s,
+        )
 
     async def close(self) -> None:
         for worker in self._workers:
             await worker.stop()
         self._workers.clear()
 
-    async def resume(self, session_id: str, *, progress: ProgressSink | None = None) -> dict[str, Any]:
-        """Finish an interrupted session from its event log."""
+    async def resume(
+        self, session_id: str, *, progress: ProgressSink | None = None, external: bool = False
+    ) -> dict[str, Any]:
+        """Finish an interrupted session from its event log (with `external`, by worker processes)."""
         log = SessionLog(await self.runtime.store.load_events(session_id))
         if log.started is None:
             await self.runtime.store.get_session(session_id)  # raises SessionNotFound
             raise BadRequest(f"session '{session_id}' has no recorded start; it cannot be resumed")
         if log.completed is not None:
             return log.completed.result
-        return await self.run(session_id, log.config, progress=progress)
+        if external:
+            await self.wait_for_agents(log.config.team)
+        return await self.run(session_id, log.config, progress=progress, external=external)
 
     async def show(self, session_id: str) -> dict[str, Any]:
         record = await self.runtime.store.get_session(session_id)
@@ -113,3 +181,8 @@ class SessionRunner:
             )
         retally(log, rule)  # raises RuleMismatch before anything is built
         return build_report(session_id, log, status=record.status, rule=rule)
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    """How persona workers take turns off the bus: a few at a time, reclaimed after the idle timeout."""
+    return DeliveryConfig(batch=WORKER_CONCURRENCY, idle_timeout_s=settings.bus_idle_timeout_s)

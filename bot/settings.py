@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     external_wait_s: float = Field(
         default=10.0, gt=0, description="how long `--external-agents` waits for workers"
     )
+    bus_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a turn taken by a worker that stopped heartbeating waits before another "
+        "worker of its persona takes it over; keep turn_timeout_s above this plus a turn's time",
+    )
+    offline_after_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="seconds without a heartbeat before the registry marks an agent offline",
+    )
 
     # --- chat front ends (Discord, Slack) ---
     enabled_users: Annotated[list[str], NoDecode] = Field(

@@ -91,9 +91,12 @@ def ask(
         bool, typer.Option("--external-agents", help="use agents served by `roundtable worker`")
     ] = False,
 ) -> None:
-    """Run one deliberation and print the decision."""
-    if external_agents:
-        raise BadRequest("--external-agents needs the agent registry, which this version does not have yet")
+    """Run one deliberation and print the decision.
+
+    With --external-agents the turns go to `roundtable worker` processes on the same bus; when the team
+    is not served within ROUNDTABLE_EXTERNAL_WAIT_S, it exits 1 naming the missing personas (the
+    arguments were fine; the workers are missing).
+    """
     settings = _settings(model=model, api_base=api_base, api_key=api_key)
     request = SessionRequest(
         topic=topic, rounds=rounds, voting=voting, team=team, early_stop=not no_early_stop, seed=seed
@@ -101,13 +104,16 @@ def ask(
 
     async def work(runner: SessionRunner) -> dict[str, Any]:
         session_id, config = runner.prepare(request)
-        runner.runtime.llm()  # fail fast, before a session is recorded, when no model is configured
+        if external_agents:
+            await runner.wait_for_agents(config.team)  # before a session is recorded
+        else:
+            runner.runtime.llm()  # fail fast, before a session is recorded, when no model is configured
         err.print(f"session {session_id}", markup=False, highlight=False)
         emojis = _EMOJIS
         if as_json or not err.is_terminal:
-            return await runner.run(session_id, config, progress=PlainProgress(err))
+            return await runner.run(session_id, config, progress=PlainProgress(err), external=external_agents)
         with LiveProgress(err, config.team, emojis) as live:
-            return await runner.run(session_id, config, progress=live)
+            return await runner.run(session_id, config, progress=live, external=external_agents)
 
     doc = _run(settings, work)
     _output(doc, as_json)
@@ -257,7 +263,12 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)  # stop cleanly: unacknowledged requests stay pending
         description = runner.runtime.bus_description
-        err.print(f"serving {', '.join(served)} on {description}", markup=False, highlight=False)
+        err.print(
+            f"serving {', '.join(served.agents)} on {description} as {served.name}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # one line, however long, so a script can read the worker's name
+        )
         await stop.wait()
 
     _run(settings, work)
