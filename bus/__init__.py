@@ -7,24 +7,32 @@ Two layers:
 - `Mailbox` is an agent's end of it, built on any `Bus`: per-agent priority lanes, broadcast and
   topics, at-least-once delivery handled effectively once, reclaim from dead consumers, dead letters,
   command policy with audit, retention with trimmed-before-delivery counts. See `bus/mailbox.py`.
+
+Beside them, `Registry` (`bus/registry.py`) says who is in a workspace, what they can do and whether
+they are alive, and the events stream (`bus/events.py`) tells who joined, left, went silent, and what
+was dead-lettered.
 """
 
 from bus.backend import Bus, Claims, Delivery, Received, Record, Retention, Settlement
 from bus.deadletter import DeadLetter, fetch_dead_letters
 from bus.delivery import DeliveryConfig, DeliveryStats
+from bus.events import BusEvent, fetch_events
 from bus.mailbox import Envelope, Handler, Mailbox
 from bus.memory import InMemoryBus
 from bus.message import ANY_AGENT, BROADCAST, WIRE_VERSION, AgentMessage, MalformedMessage
 from bus.policy import AuditRecord, CommandPolicy, fetch_audit, fetch_policy, store_policy
 from bus.redis_streams import RedisBus
+from bus.registry import AgentCard, Registry
 
 __all__ = [
     "ANY_AGENT",
     "BROADCAST",
     "WIRE_VERSION",
+    "AgentCard",
     "AgentMessage",
     "AuditRecord",
     "Bus",
+    "BusEvent",
     "Claims",
     "CommandPolicy",
     "DeadLetter",
@@ -39,10 +47,12 @@ __all__ = [
     "Received",
     "Record",
     "RedisBus",
+    "Registry",
     "Retention",
     "Settlement",
     "fetch_audit",
     "fetch_dead_letters",
+    "fetch_events",
     "fetch_policy",
     "store_policy",
 ]

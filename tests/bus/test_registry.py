@@ -17,11 +17,15 @@ from bus.addressing import members_key
 from bus.backend import Bus
 from bus.delivery import DeliveryConfig
 from bus.events import BusEvent, events_key, fetch_events
+from bus.llm import resolve_model
 from bus.mailbox import Mailbox
 from bus.message import AgentMessage
 from bus.registry import AgentCard, Registry, presence_key
+from bus.worker import PersonaWorker
 from engine.errors import BadRequest, UnknownRecipient
+from personas import load_personas
 from tests.bus.test_contract import need
+from tests.fakes.fake_llm import FakeLLM
 
 OFFLINE_S = 0.3
 
@@ -343,3 +347,26 @@ async def test_bad_registrations_are_refused_in_one_line(bus: Bus, workspace: st
         card("any")
     with pytest.raises(ValueError, match="capability ' x'"):
         card("analyst", " x")
+
+
+async def test_a_persona_worker_registers_its_personas_heartbeats_and_leaves_on_stop(
+    bus: Bus, workspace: str, fake_llm: FakeLLM
+) -> None:
+    personas = load_personas()
+    llm = resolve_model("openai/fake", fake_llm.base_url, "sk-fake")
+    worker = PersonaWorker(
+        bus, [personas["analyst"], personas["skeptic"]], llm, workspace=workspace, offline_after_s=OFFLINE_S
+    )
+    registry = Registry(bus, workspace)
+    async with worker:
+        found = await registry.discover(capability="deliberate")
+        assert [(c.agent, c.type, c.instances) for c in found] == [
+            ("analyst", "persona", [worker.name]),
+            ("skeptic", "persona", [worker.name]),
+        ]
+        assert found[0].capabilities == ["persona:analyst", "deliberate"]
+        await asyncio.sleep(OFFLINE_S * 3)  # longer than the registry waits for a heartbeat
+        assert [c.agent for c in await registry.discover(capability="deliberate")] == ["analyst", "skeptic"]
+    assert await registry.discover(online_only=False) == []
+    assert await bus.map_get(members_key(workspace)) == {}
+    assert fake_llm.request_count == 0
