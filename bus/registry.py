@@ -272,16 +272,18 @@ class Registry:
             live, silent = self._instances(agent, presence, now)
             was, last_seen = _parse_status(statuses.get(agent))
             last_seen = max([last_seen, *(seen for _, seen in live + silent)])
+            # Forgotten once silent: a heartbeat landing between this read and the removal is lost,
+            # and the instance reappears with its next one.
             gone.extend(self._key(agent, instance) for instance, _ in silent)
             silent_names = ", ".join(i for i, _ in silent)
             if live and was == "online":
-                if silent:
-                    others = len(live)
+                others = len(live)
+                for instance, _ in silent:
                     detail = (
-                        f"instance {silent_names} went silent; {others} other{'s' * (others > 1)} still "
+                        f"instance {instance} went silent; {others} other{'s' * (others > 1)} still "
                         "serve it and take over its pending messages after the idle timeout"
                     )
-                    await self._publish("status", agent, "online", detail, instance=silent[0][0])
+                    await self._publish("status", agent, "online", detail, instance=instance)
                 continue
             if live:
                 await self.bus.map_set(self._status, {agent: _status_value("online", last_seen)})
