@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -65,6 +66,15 @@ class RequestStats:
     #: Responses dropped because no waiter asked for them: unknown or repeated correlation id, a sender
     #: other than the agent asked, another workspace, or an unreadable entry.
     unmatched: int = 0
+
+
+#: Every requester's counts in this process, summed: what a metrics exporter reads (`request_totals`).
+_TOTALS = RequestStats()
+
+
+def request_totals() -> RequestStats:
+    """The counts of all requesters of this process since it started (a copy)."""
+    return dataclasses.replace(_TOTALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +182,11 @@ class Requester:
         self._waiters[message.message_id] = _Waiter(to, future)
         try:
             await self._box.send(message)
-            self.stats.sent += 1
+            self._count("sent")
             try:
                 response = await asyncio.wait_for(future, timeout)
             except TimeoutError:
-                self.stats.timed_out += 1
+                self._count("timed_out")
                 self._remember_gave_up(message.message_id)
                 raise RequestTimedOut(
                     f"no response from {to!r} within {timeout:g}s to request {message.message_id}; "
@@ -185,10 +195,10 @@ class Requester:
         finally:
             self._waiters.pop(message.message_id, None)
         if response.metadata.get("status") == "failed":
-            self.stats.failed += 1
+            self._count("failed")
             error = response.content.get("error") or "no reason given"
             raise RequestFailed(f"{to!r} failed request {message.message_id}: {error}")
-        self.stats.answered += 1
+        self._count("answered")
         return response
 
     def expects(self, correlation_id: str | None) -> bool:
@@ -210,9 +220,9 @@ class Requester:
         ):
             late = waiter is None and correlation in self._gave_up
             if late:
-                self.stats.late += 1
+                self._count("late")
             else:
-                self.stats.unmatched += 1
+                self._count("unmatched")
             log.info(
                 "roundtable.response_dropped why=%s agent=%s from=%s correlation=%s",
                 "late" if late else "unmatched",
@@ -223,6 +233,10 @@ class Requester:
             return False
         waiter.future.set_result(message)
         return True
+
+    def _count(self, name: str) -> None:
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+        setattr(_TOTALS, name, getattr(_TOTALS, name) + 1)
 
     def _remember_gave_up(self, message_id: str) -> None:
         self._gave_up[message_id] = None
@@ -238,7 +252,7 @@ class Requester:
                 )
                 for delivery in deliveries:
                     if delivery.message is None:
-                        self.stats.unmatched += 1
+                        self._count("unmatched")
                         log.warning(
                             "roundtable.response_malformed stream=%s error=%s", self.reply_to, delivery.error
                         )

@@ -11,7 +11,7 @@ from bus.backend import Bus
 from bus.delivery import DeliveryConfig
 from bus.mailbox import Mailbox
 from bus.message import AgentMessage
-from bus.requests import Requester, answer, response_to
+from bus.requests import Requester, answer, request_totals, response_to
 from engine.errors import BadRequest, RequestFailed, RequestTimedOut, UnknownRecipient
 
 FAST = DeliveryConfig(idle_timeout_s=0.5, block_ms=50, members_cache_s=0)
@@ -107,6 +107,7 @@ async def test_a_late_response_is_dropped_and_counted_and_the_next_request_gets_
             await answer(analyst, message, {"n": 2})
 
     task = await serving(analyst, handle)
+    before = request_totals()
     try:
         with pytest.raises(RequestTimedOut):
             await asker.request("analyst", {"n": 1}, timeout=0.3)
@@ -118,6 +119,7 @@ async def test_a_late_response_is_dropped_and_counted_and_the_next_request_gets_
     assert response.content == {"n": 2}
     assert asker.stats.late == 1
     assert asker.stats.answered == 1 and asker.stats.timed_out == 1 and asker.stats.unmatched == 0
+    assert request_totals().late - before.late == 1  # the process-wide count, for metrics
 
 
 async def test_concurrent_requests_each_get_their_own_response(asker: Requester, analyst: Mailbox) -> None:
