@@ -11,6 +11,10 @@ Two layers:
 Beside them, `Registry` (`bus/registry.py`) says who is in a workspace, what they can do and whether
 they are alive, and the events stream (`bus/events.py`) tells who joined, left, went silent, and what
 was dead-lettered.
+
+On top, the agent SDK: `ContainerAgent` (`bus/sdk.py`) registers, serves and heartbeats an agent, and
+sends, broadcasts and asks (`Requester`, `bus/requests.py`: request/response by correlation id). The
+wire format for programs in other languages is `docs/bus-protocol.md`.
 """
 
 from bus.backend import Bus, Claims, Delivery, Received, Record, Retention, Settlement
@@ -23,6 +27,8 @@ from bus.message import ANY_AGENT, BROADCAST, WIRE_VERSION, AgentMessage, Malfor
 from bus.policy import AuditRecord, CommandPolicy, fetch_audit, fetch_policy, store_policy
 from bus.redis_streams import RedisBus
 from bus.registry import AgentCard, Registry
+from bus.requests import Requester, RequestStats
+from bus.sdk import ContainerAgent, Reply
 
 __all__ = [
     "ANY_AGENT",
@@ -35,6 +41,7 @@ __all__ = [
     "BusEvent",
     "Claims",
     "CommandPolicy",
+    "ContainerAgent",
     "DeadLetter",
     "Delivery",
     "DeliveryConfig",
@@ -48,6 +55,9 @@ __all__ = [
     "Record",
     "RedisBus",
     "Registry",
+    "Reply",
+    "RequestStats",
+    "Requester",
     "Retention",
     "Settlement",
     "fetch_audit",
