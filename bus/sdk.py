@@ -26,7 +26,8 @@ the agent registers again (the server may have lost it) and carries on. Nothing 
 message is acknowledged only after its handler returned, so what was unacknowledged stays pending on the
 server and is handled after the reconnect; outcomes the server could not take are kept and settled then.
 Sending (`send_message`, `broadcast`, `request`) raises `BusUnavailable` while the bus is away: retrying
-is the caller's choice, and a resent message (same `message_id`) is handled once.
+is the caller's choice, and the message `send_message` returned, sent again (`agent.mailbox.send`), is
+handled once, since it keeps its `message_id`.
 """
 
 from __future__ import annotations
@@ -500,6 +501,9 @@ class ContainerAgent:
                 if not lost:
                     log.warning("roundtable.agent_bus_lost agent=%s error=%s", self.agent_id, exc)
                 lost = True
+                await backoff.wait()
+            except Exception:  # a bug here must not stop the heartbeat for good
+                log.exception("roundtable.agent_heartbeat_crashed agent=%s", self.agent_id)
                 await backoff.wait()
 
     async def _handle(self, message: AgentMessage) -> None:
