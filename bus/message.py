@@ -7,7 +7,7 @@ instead of guessing at fields that may have changed meaning.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -43,7 +43,14 @@ def _now() -> datetime:
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    """`uuid.uuid4().hex`, without building a `UUID` (which cost a tenth of a send in bench/bus.py).
+
+    16 bytes from the OS's CSPRNG, with the version 4 and RFC 4122 variant bits set, as 32 hex digits.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 class AgentMessage(BaseModel):
