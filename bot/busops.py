@@ -176,7 +176,7 @@ class BusOps:
 
     def __init__(
         self, bus: Bus, workspace: str, *, description: str = "", config: DeliveryConfig | None = None
-    ):
+    ) -> None:
         self.bus = bus
         self.workspace = workspace
         self.description = description or bus.name

@@ -15,9 +15,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from bot import BadRequest, Settings
 from bot.busops import BusOps, DeadLetterRow, FoundEntry, StreamEntry, open_bus_ops
-from bot.settings import Settings
-from engine.errors import BadRequest
 
 bus_app = typer.Typer(
     name="bus",
@@ -32,7 +31,6 @@ bus_app.add_typer(dlq_app, name="dlq")
 
 #: Piped output is read by grep and scripts: tables keep one line per row instead of wrapping at 80.
 out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 240)
-err = Console(stderr=True)
 T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 #: Widest a cell of free text is shown in a table.
