@@ -23,6 +23,10 @@ Every metric carries the labels `workspace` and `agent` (the mailbox's own agent
 | `roundtable_bus_consumer_lag` | group | entries not yet read by the agent's group (all lanes) |
 | `roundtable_bus_pending` | group | entries read and not acknowledged yet |
 
+and, for the whole process (`bus/requests.py`'s `request_totals`), without labels but the outcome:
+`roundtable_bus_requests_sent_total`, `roundtable_bus_requests_completed_total` (outcome: answered,
+failed, timed_out) and `roundtable_bus_responses_dropped_total` (reason: late, unmatched).
+
 `roundtable worker --metrics-port P` (or `ROUNDTABLE_METRICS_PORT`) serves them at `/metrics`; a
 web app mounts `asgi_app()` instead.
 """
@@ -48,6 +52,7 @@ from bus import observe
 from bus.delivery import DeliveryStats
 from bus.inspection import Inspectable
 from bus.message import AgentMessage
+from bus.requests import request_totals
 from engine.errors import BusUnavailable
 
 if TYPE_CHECKING:
@@ -342,6 +347,32 @@ class _StatsCollector:
             pending.add_metric(list(group_key), pending_value)
         yield lag
         yield pending
+        yield from _request_families()
+
+
+def _request_families() -> Iterable[Metric]:
+    totals = request_totals()
+    sent = CounterMetricFamily("roundtable_bus_requests_sent", "Requests sent by this process's requesters.")
+    sent.add_metric([], totals.sent)
+    completed = CounterMetricFamily(
+        "roundtable_bus_requests_completed",
+        "Requests by outcome: answered, failed (answered with a failure), timed_out.",
+        labels=["outcome"],
+    )
+    for outcome, value in (
+        ("answered", totals.answered),
+        ("failed", totals.failed),
+        ("timed_out", totals.timed_out),
+    ):
+        completed.add_metric([outcome], value)
+    dropped = CounterMetricFamily(
+        "roundtable_bus_responses_dropped",
+        "Responses dropped: late (their request had timed out) or unmatched (no waiter asked for them).",
+        labels=["reason"],
+    )
+    dropped.add_metric(["late"], totals.late)
+    dropped.add_metric(["unmatched"], totals.unmatched)
+    return [sent, completed, dropped]
 
 
 def _add(into: DeliveryStats, stats: DeliveryStats) -> DeliveryStats:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ from bus.mailbox import Mailbox
 from bus.message import AgentMessage
 from bus.metrics import BusMetrics
 from bus.redis_streams import RedisBus
+from bus.requests import Requester, answer
+from engine.errors import RequestTimedOut
 from tests.bus.conftest import _delete_prefix
 from tests.servers import free_port
 
@@ -214,3 +217,39 @@ async def test_a_port_in_use_is_an_os_error(metrics: BusMetrics) -> None:
             await metrics.serve(port)
     finally:
         await server.close()
+
+
+async def test_requests_are_counted_by_outcome(
+    metrics: BusMetrics, redis_bus: RedisBus, workspace: str
+) -> None:
+    """Process-wide request counts: answered, timed out, and the late answer dropped."""
+    config = DeliveryConfig(block_ms=50, members_cache_s=0)
+    analyst = Mailbox(redis_bus, workspace, "analyst", config=config)
+    await analyst.register()
+    release = asyncio.Event()
+
+    async def handle(message: AgentMessage) -> None:
+        if message.content.get("slow"):
+            await release.wait()
+        await answer(analyst, message, {"ok": True})
+
+    before = await scrape(metrics)
+    serving = asyncio.create_task(analyst.serve(handle, concurrency=2))
+    async with Requester(Mailbox(redis_bus, workspace, "engine", config=config), block_ms=50) as asker:
+        await asker.request("analyst", {"q": 1}, timeout=10)
+        with pytest.raises(RequestTimedOut):
+            await asker.request("analyst", {"slow": True}, timeout=0.2)
+        release.set()
+        while asker.stats.late < 1:  # until the late answer came and was dropped
+            await asyncio.sleep(0.01)
+    analyst.stop()
+    await serving
+    after = await scrape(metrics)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("roundtable_bus_requests_sent_total") == 2
+    assert delta("roundtable_bus_requests_completed_total", outcome="answered") == 1
+    assert delta("roundtable_bus_requests_completed_total", outcome="timed_out") == 1
+    assert delta("roundtable_bus_responses_dropped_total", reason="late") == 1
