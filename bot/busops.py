@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bot.settings import Settings
-from bus.addressing import audit_key, dlq_key, inbox_lanes
+from bus.addressing import audit_key, dlq_key, dlq_replayed_key, inbox_lanes
 from bus.backend import Bus, parse_entry_id, stream_key
 from bus.connect import connect_bus
 from bus.deadletter import DeadLetter, DeadReason
@@ -44,11 +44,6 @@ _PAGE = 500
 _FAN_OUT = 32
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def replayed_key(workspace: str) -> str:
-    """The table of replayed dead letters: `rt:{ws}:dlq:replayed`, dead letter id -> `ReplayMark` JSON."""
-    return stream_key(workspace, "dlq", "replayed")
 
 
 class ReplayMark(BaseModel):
@@ -296,7 +291,7 @@ class BusOps:
             marks[letter_id] = mark
             new_marks[letter_id] = mark.model_dump_json()
             outcomes[index] = outcomes[index].model_copy(update={"status": "replayed", "entry_id": entry_id})
-        await self.bus.map_set(replayed_key(self.workspace), new_marks)
+        await self.bus.map_set(dlq_replayed_key(self.workspace), new_marks)
         return outcomes
 
     async def _find_letter(self, ref: str) -> tuple[str, DeadLetter]:
@@ -317,7 +312,7 @@ class BusOps:
         )
 
     async def _marks(self) -> dict[str, ReplayMark]:
-        table = await self.bus.map_get(replayed_key(self.workspace))
+        table = await self.bus.map_get(dlq_replayed_key(self.workspace))
         return {letter_id: ReplayMark.model_validate_json(mark) for letter_id, mark in table.items()}
 
     # --- finding and replaying --------------------------------------------------------------------

@@ -10,6 +10,7 @@ Every key of a workspace sits under `rt:{<workspace>}:`, so a later Redis ACL ca
 | `rt:{ws}:topic:<topic>` | hash | agent -> sandbox: who follows the topic |
 | `rt:{ws}:seen:<agent>:<group>:<message id>` | string | idempotency claim (owner, or done) |
 | `rt:{ws}:dlq` | stream | dead letters, with reason and delivery count |
+| `rt:{ws}:dlq:replayed` | hash | dead letter id -> when it was replayed, and as which entry |
 | `rt:{ws}:audit` | stream | refused commands |
 | `rt:{ws}:policy`, `rt:{ws}:roles` | hash | which roles may send commands; each agent's role |
 
@@ -82,6 +83,11 @@ def claim_scope(workspace: str, agent: str, group: str) -> str:
 
 def dlq_key(workspace: str) -> str:
     return stream_key(workspace, "dlq")
+
+
+def dlq_replayed_key(workspace: str) -> str:
+    """The table of replayed dead letters: dead letter id -> when, and the entry it was sent again as."""
+    return stream_key(workspace, "dlq", "replayed")
 
 
 def audit_key(workspace: str) -> str:
