@@ -45,6 +45,7 @@ async def run_discord(settings: Settings) -> None:
         use_api_base(settings.discord_api_url)
     runtime = await Runtime.open(settings)
     try:
+        await runtime.start_metrics()  # ROUNDTABLE_METRICS_PORT; before the agents' mailboxes exist
         service = await ChatService.open(runtime)
         try:
             client = RoundTableClient(service, gateway_from_api=bool(settings.discord_api_url))

@@ -87,6 +87,7 @@ async def run_slack(settings: Settings, *, http: bool, port: int, host: str = "0
     runner: web.AppRunner | None = None
     socket: AsyncSocketModeHandler | None = None
     try:
+        await runtime.start_metrics()  # ROUNDTABLE_METRICS_PORT; before the agents' mailboxes exist
         service = await ChatService.open(runtime)
         app = build_app(service, settings)
         if app_token is None:

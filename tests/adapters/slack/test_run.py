@@ -71,13 +71,27 @@ async def test_run_slack_resumes_a_session_a_crash_left_running_and_posts_to_its
     fake_llm.set(stall=False)
     assert not any(is_result(c) for c in fake_slack.calls)
 
-    settings = slack_settings(workspace=first.runtime.settings.workspace)
+    metrics_port = free_port()
+    settings = slack_settings(workspace=first.runtime.settings.workspace, metrics_port=metrics_port)
     port = free_port()
     server = asyncio.create_task(run_slack(settings, http=True, port=port, host="127.0.0.1"))
     try:
         calls = await _until(server, first.wait(lambda calls: any(is_result(c) for c in calls)))
         [result] = [c for c in calls if is_result(c)]
         assert (result.args["channel"], result.args["thread_ts"]) == ("CRESUME", "1600000000.000777")
+
+        # The bot serves the bus metrics of its in-process agents.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r,
+        ):
+            page = await r.text()
+        handled = [
+            float(line.rsplit(" ", 1)[1])
+            for line in page.splitlines()
+            if line.startswith("roundtable_bus_messages_acknowledged_total{")
+        ]
+        assert sum(handled) > 0, page[:2000]
 
         # The same process answers Slack's HTTP requests at /slack/events.
         event = {"type": "message", "channel": "CHTTP", "user": "U1", "text": "!roundtable", "ts": "1.5"}
