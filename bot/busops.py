@@ -34,7 +34,7 @@ from bus.connect import connect_bus
 from bus.deadletter import DeadLetter, DeadReason
 from bus.delivery import DeliveryConfig
 from bus.events import events_key
-from bus.inspection import GroupInfo, Inspectable, entry_id_before, entry_time, inspector
+from bus.inspection import GroupInfo, Inspectable, entry_id_before, entry_time, id_before_time, inspector
 from bus.message import AgentMessage, MalformedMessage
 from engine.errors import BadRequest
 
@@ -385,8 +385,7 @@ class BusOps:
             after = entry_id_before(start)
         elif since is not None:
             at = parse_since(since)
-            inspector(self.bus, what="bus replay --since")  # NATS numbers its entries: no time in the id
-            after = entry_id_before(f"{max(0, int(at.timestamp() * 1000))}-0")
+            after = await id_before_time(inspector(self.bus, what="bus replay --since"), key, at)
         rows: list[StreamEntry] = []
         async for entry_id, fields in self._scan(key, after=after):
             rows.append(_stream_entry(entry_id, fields))

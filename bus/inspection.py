@@ -1,8 +1,10 @@
 """Looking into a bus for its operators: which streams a workspace has, their groups, lag and pending.
 
 This is apart from the `Bus` protocol on purpose. Delivery never needs it, and not every backend can
-answer it cheaply: Redis (XINFO, XPENDING, SCAN) and the in-memory bus implement `Inspectable`,
-NATS JetStream does not yet, and `inspector` says so in one line instead of failing halfway.
+answer it the same way: Redis (XINFO, XPENDING, SCAN) and the in-memory bus know every pending entry's
+consumer and delivery count, NATS JetStream (bus/nats_inspection.py) knows a group's counts and
+sequence floors only, and says None where it cannot tell. A backend without `Inspectable` is refused
+by `inspector` in one line instead of failing halfway.
 
 Lag is what a consumer group has still to read: entries added after its last delivered one. Pending
 entries were handed out and not acknowledged yet. Together they are a group's backlog.
@@ -57,20 +59,24 @@ class StreamInfo(BaseModel):
 
 
 class PendingEntry(BaseModel):
-    """An entry handed out to a consumer and not acknowledged yet."""
+    """An entry handed out to a consumer and not acknowledged yet.
+
+    None where the backend cannot tell: NATS knows neither which consumer holds an entry nor how
+    often it was handed out.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     entry_id: str
-    consumer: str
-    idle_ms: int
+    consumer: str | None
+    idle_ms: int | None
     #: How many times it was handed out so far.
-    deliveries: int
+    deliveries: int | None
 
 
 @runtime_checkable
 class Inspectable(Protocol):
-    """A bus that can list its streams and describe them (Redis, in-memory)."""
+    """A bus that can list its streams and describe them (Redis, in-memory, NATS)."""
 
     name: str
 
@@ -91,7 +97,7 @@ def inspector(bus: Bus, *, what: str) -> Inspectable:
     """The bus as an `Inspectable`, or a `ConfigError` naming what needed it.
 
     Raises:
-        ConfigError: the backend cannot be inspected (NATS JetStream, for now).
+        ConfigError: the backend cannot be inspected.
     """
     if isinstance(bus, Inspectable):
         return bus
@@ -99,6 +105,22 @@ def inspector(bus: Bus, *, what: str) -> Inspectable:
         f"{what} needs stream inspection, which the {bus.name} bus does not offer yet; "
         "run it against a Redis bus (ROUNDTABLE_BUS_URL=redis://...)"
     )
+
+
+@runtime_checkable
+class TimeSeekable(Protocol):
+    """A bus whose entry ids are not times (NATS), which can find where a time falls in a stream."""
+
+    async def id_before_time(self, stream: str, at: datetime) -> str | None:
+        """The id of the entry before the first one added at `at` or later; None when there is none."""
+        ...
+
+
+async def id_before_time(bus: Inspectable, stream: str, at: datetime) -> str | None:
+    """What to read after so that reading starts at the first entry added at `at` or later."""
+    if isinstance(bus, TimeSeekable):
+        return await bus.id_before_time(stream, at)
+    return entry_id_before(f"{max(0, int(at.timestamp() * 1000))}-0")
 
 
 def entry_time(entry_id: str) -> datetime | None:

@@ -14,6 +14,8 @@ entries look, `nats_streams` how streams and groups are made, `nats_kv` how clai
   gives up on are announced on the max-deliveries advisory subject, kept in the `rt~max-deliveries`
   stream (the original entry stays readable in its stream).
 - **Claims and tables** live in KV buckets (`nats_kv`): KV `create` is the atomic claim.
+- **Inspection** for operators (`nats_inspection`): streams, groups, lag and pending from the
+  JetStream API; per-entry pending state is approximated from the group's ack floor.
 - **Hot path.** Publishes, claims and acknowledgements go out in batches, one flush and one wait per
   batch; a pull fetches up to `count` entries at once and returns as soon as any is there.
 
@@ -27,6 +29,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import MappingProxyType
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -47,8 +50,10 @@ from bus.backend import (
     check_streams,
     parse_entry_id,
 )
+from bus.inspection import PendingEntry, StreamInfo
 from bus.message import AgentMessage
 from bus.nats_client import REQUEST_TIMEOUT_S, NatsLink, NoResponders, Request, status_of
+from bus.nats_inspection import NatsInspection
 from bus.nats_kv import DEFAULT_CLAIMS_TTL_MS, Buckets
 from bus.nats_names import consumer_name, stream_name, subject
 from bus.nats_streams import Group, Streams, limits_of
@@ -128,6 +133,7 @@ class NatsBus:
         self._streams = Streams(
             self._link, storage=storage, replicas=replicas, ack_wait_ms=ack_wait_ms, max_deliver=max_deliver
         )
+        self._inspection = NatsInspection(self._link, self._streams)
         self._closed = False
 
     # --- publishing -------------------------------------------------------------------------------
@@ -489,6 +495,26 @@ class NatsBus:
         self._check_open()
         state = await self._streams.state(stream)
         return 0 if state is None else int(state.get("messages", 0))
+
+    # --- inspection, for operators (bus/inspection.py, bus/nats_inspection.py) ---------------------
+
+    async def list_streams(self, prefix: str) -> list[str]:
+        self._check_open()
+        return await self._inspection.list_streams(prefix)
+
+    async def stream_info(self, stream: str) -> StreamInfo | None:
+        self._check_open()
+        return await self._inspection.stream_info(stream)
+
+    async def pending_entry(self, stream: str, group: str, entry_id: str) -> PendingEntry | None:
+        """Approximated from the group's ack floor: see bus/nats_inspection.py."""
+        parse_entry_id(entry_id)
+        self._check_open()
+        return await self._inspection.pending_entry(stream, group, entry_id)
+
+    async def id_before_time(self, stream: str, at: datetime) -> str | None:
+        self._check_open()
+        return await self._inspection.id_before_time(stream, at)
 
     async def map_set(self, key: str, fields: Mapping[str, str]) -> None:
         self._check_open()

@@ -199,7 +199,9 @@ def _print_found(hit: FoundEntry) -> None:
         f"{hit.kind} in {hit.stream} entry {hit.entry_id} ({_when(hit.at)})", markup=False, highlight=False
     )
     for state in hit.groups:
-        detail = f" by {state.consumer}, delivered {state.deliveries}x" if state.state == "pending" else ""
+        parts = [f"by {state.consumer}"] if state.consumer else []  # NATS knows neither of these
+        parts += [f"delivered {state.deliveries}x"] if state.deliveries else []
+        detail = " " + ", ".join(parts) if state.state == "pending" and parts else ""
         out.print(f"  group {state.group}: {state.state}{detail}", markup=False, highlight=False)
     for name, value in hit.fields.items():
         out.print(f"  {name}: {_cut(value, 100)}", markup=False, highlight=False)
