@@ -257,7 +257,7 @@ class MetricsServer:
 
 async def _backlog(bus: Bus, lanes: list[str], group: str) -> tuple[int | None, int] | None:
     """(lag, pending) of a group summed over lanes; None when none of the lanes exists."""
-    if not isinstance(bus, Inspectable):  # NATS: pending is known, lag is not
+    if not isinstance(bus, Inspectable):  # a backend without inspection: pending is known, lag is not
         pending = await asyncio.gather(*(bus.pending_count(lane, group) for lane in lanes))
         return None, sum(pending)
     infos = await asyncio.gather(*(bus.stream_info(lane) for lane in lanes))
