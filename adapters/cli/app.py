@@ -148,11 +148,17 @@ def show(
 def resume(
     session_id: Annotated[str, typer.Argument(help="a session id")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    external_agents: Annotated[
+        bool, typer.Option("--external-agents", help="use agents served by `roundtable worker`")
+    ] = False,
 ) -> None:
-    """Finish an interrupted session from its event log."""
+    """Finish an interrupted session from its event log (with --external-agents, by worker processes)."""
     settings = _settings()
     err.print(f"session {session_id}", markup=False, highlight=False)
-    doc = _run(settings, lambda runner: runner.resume(session_id, progress=PlainProgress(err)))
+    doc = _run(
+        settings,
+        lambda runner: runner.resume(session_id, progress=PlainProgress(err), external=external_agents),
+    )
     _output(doc, as_json)
 
 

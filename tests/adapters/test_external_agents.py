@@ -315,3 +315,63 @@ def holder_of_analyst_turn(env: dict[str, str]) -> str:
     finally:
         client.close()
     pytest.fail("no worker holds the analyst's turn")
+
+
+def test_resume_with_external_agents_finishes_a_killed_session_on_the_workers(
+    env: dict[str, str], fake_llm: FakeLLM, workers: list[Worker]
+) -> None:
+    """`ask --external-agents` is killed while the skeptic's turn hangs; `resume --external-agents`
+    finishes the session on the same workers, asking only for the turns that were missing."""
+    env = {**env, "ROUNDTABLE_BUS_IDLE_TIMEOUT_S": "30", "ROUNDTABLE_OFFLINE_AFTER_S": "15"}
+    hanging, release = threading.Event(), threading.Event()
+
+    def hang_skeptic(body: dict[str, Any]) -> str | None:
+        if agent_of(body) == "skeptic" and not release.is_set():
+            hanging.set()
+            release.wait(60)
+        return None
+
+    fake_llm.set(responder=hang_skeptic)
+    start(workers, env, 1, "--agents", TEAM)
+    asking = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli.app", *ASK_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=without_model(env),
+        cwd=ROOT,
+    )
+    try:
+        assert hanging.wait(60), "the skeptic's turn never reached the model"
+        assert asking.stderr is not None
+        session_id = asking.stderr.readline().split()[1]
+        deadline = time.monotonic() + 20  # the analyst's turn is in the event log before the kill
+        while not any(agent_of(b) == "analyst" for b in fake_llm.requests):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        asking.kill()
+        asking.wait(timeout=10)
+    finally:
+        release.set()
+        if asking.poll() is None:
+            asking.kill()
+    # The killed `ask` left the worker holding a stale turn; a fresh worker takes the resumed ones.
+    workers[0].kill()
+    start(workers, env, 1, "--agents", TEAM)
+    calls_before = fake_llm.request_count
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapters.cli.app", "resume", session_id, "--json", "--external-agents"],
+        capture_output=True, text=True, env=without_model(env), cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["session_id"] == session_id and doc["status"] == "completed"
+    assert [t["agent"] for t in doc["transcript"]] == ["analyst", "skeptic"]
+    resumed = [(agent_of(b), schema_name(b)) for b in fake_llm.requests[calls_before:]]
+    assert ("skeptic", "discussion_turn") in resumed, "the missing turn was asked for"
+    assert ("analyst", "discussion_turn") not in resumed, "the analyst's completed turn was not asked again"
+
+
+def schema_name(body: dict[str, Any]) -> str:
+    return str(((body.get("response_format") or {}).get("json_schema") or {}).get("name", ""))
