@@ -23,9 +23,14 @@ local function claim(scope, consumer, lease, flat)
   local id = field(flat, 'id')
   if not id then return 'new' end
   local key = scope .. id
-  local held = redis.call('GET', key)
+  -- One call takes an unheld claim and returns a held one's owner (NX with GET: Redis 7.0); older
+  -- servers refuse the pair, and get GET then SET, equally atomic inside the script.
+  local held = redis.pcall('SET', key, consumer, 'NX', 'PX', lease, 'GET')
+  if type(held) == 'table' and held['err'] then
+    held = redis.call('GET', key)
+    if not held then redis.call('SET', key, consumer, 'PX', lease) end
+  end
   if not held then
-    redis.call('SET', key, consumer, 'PX', lease)
     return 'new'
   elseif held == '+done' then
     return 'done'
@@ -48,6 +53,11 @@ end
 # trimmed before the group read them: (entries-added - length) left the stream, of which the group
 # had read `entries-read`. SETID then records the group as having passed them, so they count once.
 # XREADGROUP may not block inside a script, so the caller blocks with XREAD on `marks` and reads again.
+#
+# An empty lane (XLEN 0, the usual state of most of an inbox's ten) is passed over with one cheap call:
+# it has nothing to deliver, and its mark is 0-0, since any entry it gets later is new to the group.
+# Its group is then made on the first read that finds an entry; entries trimmed away before delivery
+# from a lane now empty are counted on that read too (the counters above keep them).
 RECEIVE = (
     _PRELUDE
     + """
@@ -82,10 +92,13 @@ end
 local entries, trimmed, marks = {}, {}, {}
 for index, key in ipairs(KEYS) do
   if want <= 0 then break end
-  local state = group_state(key)
-  local last = state['last-delivered-id']
+  local state, last = nil, '0-0'
+  if redis.call('XLEN', key) > 0 then
+    state = group_state(key)
+    last = state['last-delivered-id']
+  end
   marks[#marks + 1] = last
-  if state['lag'] ~= 0 then
+  if state and state['lag'] ~= 0 then
     local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
     if first and newer(first[1], last) then
       local info = redis.call('XINFO', 'STREAM', key)

@@ -102,7 +102,9 @@ def _is_nogroup(exc: ResponseError) -> bool:
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+    """A flat [name, value, ...] reply as a dict; one iterator read in pairs, without two slices."""
+    names = iter(flat)
+    return dict(zip(names, names, strict=False))
 
 
 def _delivery(
