@@ -349,6 +349,16 @@ def check_streams(streams: Sequence[str]) -> None:
         raise BadRequest(f"streams {list(streams)!r} name a stream twice; name each once")
 
 
+def check_receive(
+    streams: Sequence[str], consumer: str, count: int, block_ms: int, claims: Claims | None
+) -> None:
+    """The argument checks every backend's `receive` makes, in one place."""
+    check_streams(streams)
+    check_positive("count", count)
+    check_not_negative("block_ms", block_ms)
+    check_owner(claims, consumer)
+
+
 def check_owner(claims: Claims | None, consumer: str) -> None:
     """Claims taken while reading belong to the reading consumer."""
     if claims is not None and claims.owner != consumer:

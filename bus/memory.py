@@ -25,8 +25,8 @@ from bus.backend import (
     check_not_negative,
     check_owner,
     check_positive,
+    check_receive,
     check_start,
-    check_streams,
     parse_entry_id,
 )
 from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
@@ -199,10 +199,7 @@ class InMemoryBus:
         block_ms: int = 1000,
         claims: Claims | None = None,
     ) -> Received:
-        check_streams(streams)
-        check_positive("count", count)
-        check_not_negative("block_ms", block_ms)
-        check_owner(claims, consumer)
+        check_receive(streams, consumer, count, block_ms, claims)
         return await self._receive(streams, group, consumer, count, block_ms, claims)
 
     async def _receive(

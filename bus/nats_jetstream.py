@@ -46,8 +46,8 @@ from bus.backend import (
     check_not_negative,
     check_owner,
     check_positive,
+    check_receive,
     check_start,
-    check_streams,
     parse_entry_id,
 )
 from bus.inspection import PendingEntry, StreamInfo
@@ -224,10 +224,7 @@ class NatsBus:
         block_ms: int = 1000,
         claims: Claims | None = None,
     ) -> Received:
-        check_streams(streams)
-        check_positive("count", count)
-        check_not_negative("block_ms", block_ms)
-        check_owner(claims, consumer)
+        check_receive(streams, consumer, count, block_ms, claims)
         self._check_open()
         await self._streams.groups(list(streams), group)
         taken: list[Taken] = []

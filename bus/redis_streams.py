@@ -32,8 +32,8 @@ from bus.backend import (
     check_not_negative,
     check_owner,
     check_positive,
+    check_receive,
     check_start,
-    check_streams,
     parse_entry_id,
 )
 from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
@@ -303,10 +303,7 @@ class RedisBus:
         block_ms: int = 1000,
         claims: Claims | None = None,
     ) -> Received:
-        check_streams(streams)
-        check_positive("count", count)
-        check_not_negative("block_ms", block_ms)
-        check_owner(claims, consumer)
+        check_receive(streams, consumer, count, block_ms, claims)
         self._check_open()
         received, marks = await self._receive_once(streams, group, consumer, count, claims)
         if received.deliveries or not block_ms:
