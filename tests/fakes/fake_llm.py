@@ -28,15 +28,16 @@ import json
 import math
 import random
 import socket
-import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
+
+from tests.fakes.loopback import LoopbackHTTPServer
 
 Responder = Callable[[dict[str, Any]], str | None]
 
@@ -234,18 +235,10 @@ class FakeLLM:
                 self._connections.discard(conn)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[_Handler], *, fake: FakeLLM) -> None:
         self.fake = fake
         super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which stalls where DNS is unreachable.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
 
 
 class _Handler(BaseHTTPRequestHandler):

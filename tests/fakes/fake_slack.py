@@ -26,16 +26,17 @@ import email.policy
 import hmac
 import itertools
 import json
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.loopback import LoopbackHTTPServer
 
 #: Slack's documented Block Kit limits (docs.slack.dev/reference/block-kit).
 MAX_BLOCKS = 50
@@ -388,18 +389,10 @@ class FakeSlack:
         return {"ok": True}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[_Handler], *, fake: FakeSlack) -> None:
         self.fake = fake
         super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which stalls where DNS is unreachable.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
 
 
 class _Handler(BaseHTTPRequestHandler):
