@@ -44,8 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bus.backend import Bus  # noqa: E402
-from bus.message import AgentMessage  # noqa: E402
+from bus import AgentMessage, Bus  # noqa: E402
 from tests.servers import NatsProcess, RedisProcess  # noqa: E402
 
 PRODUCERS = 4
@@ -60,10 +59,10 @@ LATENCY_RATE = 1000
 
 def _connect(url: str) -> Bus:
     if url.startswith("nats://"):
-        from bus.nats_jetstream import NatsBus
+        from bus import NatsBus
 
         return NatsBus(url)
-    from bus.redis_streams import RedisBus
+    from bus import RedisBus
 
     return RedisBus(url)
 
@@ -79,7 +78,7 @@ def _message(ws: str, sender: str, to: str, content: dict[str, Any]) -> AgentMes
 
 def _producer(cfg: dict[str, Any], index: int, ready: Any, go: Any) -> None:
     async def run() -> None:
-        from bus.mailbox import Mailbox
+        from bus import Mailbox
 
         bus = _connect(cfg["url"])
         ws, n, batch = cfg["workspace"], cfg["per_producer"], cfg["batch"]
@@ -104,8 +103,7 @@ def _producer(cfg: dict[str, Any], index: int, ready: Any, go: Any) -> None:
 
 def _consumer(cfg: dict[str, Any], index: int, ready: Any, done: Any) -> None:
     async def run() -> None:
-        from bus.delivery import DeliveryConfig
-        from bus.mailbox import Mailbox
+        from bus import DeliveryConfig, Mailbox
 
         bus = _connect(cfg["url"])
         ws, expect = cfg["workspace"], cfg["per_producer"]
@@ -195,8 +193,7 @@ def throughput(url: str, layer: str, messages: int, batch: int, concurrency: int
 
 def _latency_consumer(cfg: dict[str, Any], ready: Any, out: Any) -> None:
     async def run() -> None:
-        from bus.delivery import DeliveryConfig
-        from bus.mailbox import Mailbox
+        from bus import DeliveryConfig, Mailbox
 
         bus = _connect(cfg["url"])
         ws, expect = cfg["workspace"], cfg["count"]
@@ -235,7 +232,7 @@ def _latency_consumer(cfg: dict[str, Any], ready: Any, out: Any) -> None:
 
 def _latency_producer(cfg: dict[str, Any], go: Any) -> None:
     async def run() -> None:
-        from bus.mailbox import Mailbox
+        from bus import Mailbox
 
         bus = _connect(cfg["url"])
         ws = cfg["workspace"]
@@ -304,8 +301,7 @@ def _redis_cpu_s(url: str) -> float:
 
 async def _cost(url: str, layer: str, messages: int, batch: int) -> dict[str, Any]:
     """One producer, then one consumer, alone in this process: CPU microseconds per message."""
-    from bus.delivery import DeliveryConfig
-    from bus.mailbox import Mailbox
+    from bus import DeliveryConfig, Mailbox
 
     bus = _connect(url)
     ws = f"cost-{uuid.uuid4().hex[:8]}"

@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot import Runtime, SessionRequest, SessionRunner, Settings  # noqa: E402
-from bus.agent_port import BusAgentPort  # noqa: E402
-from bus.worker import PersonaWorker  # noqa: E402
+from bus import BusAgentPort, PersonaWorker  # noqa: E402
 from engine.deliberation import Deliberation  # noqa: E402
 from engine.turns import TurnReply, TurnRequest  # noqa: E402
 

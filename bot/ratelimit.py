@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 
+from bus import RedisRateLimiter
 from bus.ratelimit import (
     DEFAULT_LIMIT,
     DEFAULT_WINDOW_S,
     InMemoryRateLimiter,
     RateDecision,
     RateLimiter,
-    RedisRateLimiter,
 )
 
 __all__ = [

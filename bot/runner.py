@@ -12,21 +12,17 @@ from typing import Any
 from bot.request import SessionRequest, build_config, new_session_id
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bus.agent_port import BusAgentPort
-from bus.backend import Bus
-from bus.delivery import DeliveryConfig
-from bus.llm import LiteLLMModel, import_litellm
-from bus.registry import Registry
-from bus.worker import PersonaWorker
+from bus import Bus, BusAgentPort, DeliveryConfig, PersonaWorker, Registry
 from engine.deliberation import Deliberation
 from engine.errors import AgentUnavailable, BadRequest, BusUnavailable, ConfigError, UnknownPersona
 from engine.events import LateUsage
-from engine.log import SessionLog
+from engine.history import SessionLog
 from engine.ports import LLM
 from engine.progress import ProgressSink
 from engine.report import build_report, retally
 from engine.rules import VOTING_RULES
 from engine.turns import TurnReply
+from llms import LiteLLMModel, import_litellm
 from personas import TEAMS, Persona
 
 #: Turns a worker runs at once per persona (and takes at a time, so idle workers get the rest).

@@ -7,17 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import Settings
-from bus.backend import Bus
-from bus.connect import connect_bus
-from bus.llm import resolve_model
-from bus.redis_server import PrivateRedis
+from bus import Bus, PrivateRedis, connect_bus
 from engine.errors import ConfigError
 from engine.ports import LLM
+from llms import resolve_model
 from personas import Persona, load_personas
 from storage import SqlStore
 
 if TYPE_CHECKING:
-    from bus.metrics import BusMetrics, MetricsServer
+    from bus import BusMetrics, MetricsServer
 
 log = logging.getLogger("roundtable.bot")
 
@@ -49,7 +47,7 @@ class Runtime:
     async def connect_bus(self) -> Bus:
         if self.bus is None:
             self.bus, self.bus_description, self._private_redis = await connect_bus(
-                self.settings.redis_url, Path(self.settings.data_dir)
+                self.settings.bus_url, Path(self.settings.data_dir)
             )
             log.info("roundtable.bus_connected bus=%s", self.bus_description)
         return self.bus
@@ -67,7 +65,7 @@ class Runtime:
             return None
         if self._metrics is not None:
             return self._metrics[1].url
-        from bus.metrics import BusMetrics  # only a process that serves metrics imports prometheus-client
+        from bus import BusMetrics  # only a process that serves metrics imports prometheus-client
 
         metrics = BusMetrics().install()
         try:

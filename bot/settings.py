@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; SQLite file in data_dir when unset"
     )
-    redis_url: str | None = Field(
+    bus_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ROUNDTABLE_BUS_URL", "ROUNDTABLE_REDIS_URL", "REDIS_URL"),
         description="bus URL: redis://, nats:// (JetStream) or memory://; a private redis-server when unset",

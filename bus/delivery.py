@@ -1,4 +1,4 @@
-"""Delivery settings of a workspace's mailboxes, and the counters they keep.
+"""Delivery settings of a workspace's mailboxes, the counters they keep, and what a handler is handed.
 
 The defaults suit LLM agents: a turn may take a minute, so a message is reclaimed from a silent
 consumer only after `idle_timeout_s` without a heartbeat (a live consumer renews it every third of
@@ -8,11 +8,13 @@ that), and an inbox keeps 100,000 entries per lane, enough for a stopped agent t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus.backend import Retention
+from bus.backend import Delivery, Retention
+from bus.message import AgentMessage
 
 
 class DeliveryConfig(BaseModel):
@@ -74,3 +76,26 @@ class DeliveryStats:
     refused: int = 0
     #: Entries trimmed away by retention before this mailbox's group was handed them.
     trimmed: int = 0
+
+
+Handler = Callable[[AgentMessage], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message handed to this mailbox to handle, and the delivery it came in."""
+
+    message: AgentMessage
+    delivery: Delivery
+
+    @property
+    def deliveries(self) -> int:
+        """How many times it was handed out, this time included."""
+        return self.delivery.deliveries
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.delivery.stream, self.delivery.entry_id
+
+
+Outcome = tuple[Envelope, BaseException | None]

@@ -26,8 +26,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bus import observe
@@ -45,7 +44,7 @@ from bus.addressing import (
 )
 from bus.backend import Bus, Claims, Delivery, Record, Settlement, check_positive
 from bus.deadletter import DeadLetter, DeadReason
-from bus.delivery import DeliveryConfig, DeliveryStats
+from bus.delivery import DeliveryConfig, DeliveryStats, Envelope, Handler, Outcome
 from bus.events import BusEvent
 from bus.message import ANY_AGENT, AgentMessage
 from bus.policy import AuditRecord, CommandPolicy, fetch_policy
@@ -53,28 +52,6 @@ from bus.serving import Serving
 from engine.errors import BadRequest, CommandRefused, MessageExpired
 
 log = logging.getLogger("roundtable.bus")
-
-Handler = Callable[[AgentMessage], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A message handed to this mailbox to handle, and the delivery it came in."""
-
-    message: AgentMessage
-    delivery: Delivery
-
-    @property
-    def deliveries(self) -> int:
-        """How many times it was handed out, this time included."""
-        return self.delivery.deliveries
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.delivery.stream, self.delivery.entry_id
-
-
-Outcome = tuple[Envelope, BaseException | None]
 
 
 class Mailbox:

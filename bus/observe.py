@@ -3,7 +3,7 @@
 Mailboxes are made in many places (persona workers, the engine's agent port, the agent SDK, other
 programs' code), so an exporter cannot be handed each one. Instead every `Mailbox` reports itself
 here when it is made, and offers its handler for wrapping when it starts serving; an installed
-observer (`bus.metrics.BusMetrics`) counts and times from there. With no observer installed, both
+observer (`bus.ops.metrics.BusMetrics`) counts and times from there. With no observer installed, both
 calls cost a check of an empty tuple.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from bus.mailbox import Handler, Mailbox
+    from bus.delivery import Handler
+    from bus.mailbox import Mailbox
 
 
 class MailboxObserver(Protocol):

@@ -20,11 +20,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from bus.backoff import Backoff
-from bus.tasks import stop_task
+from bus.loops import stop_task
 from engine.errors import BusUnavailable
 
 if TYPE_CHECKING:
-    from bus.mailbox import Envelope, Handler, Mailbox, Outcome
+    from bus.delivery import Envelope, Handler, Outcome
+    from bus.mailbox import Mailbox
 
 log = logging.getLogger("roundtable.bus")
 

@@ -19,7 +19,7 @@ from engine.context import build_context
 from engine.early_stop import decide
 from engine.errors import AgentUnavailable
 from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted
-from engine.log import SessionLog, ballot_options, map_ballot, round_step
+from engine.history import SessionLog, ballot_options, map_ballot, round_step
 from engine.ports import AgentPort, SessionStore
 from engine.progress import Progress, ProgressSink
 from engine.report import build_report

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.errors import RuleMismatch
-from engine.log import SessionLog
+from engine.history import SessionLog
 from engine.rules import BALLOT_FIELD, VotingRule
 from engine.voting import TallyInput, TallyResult, ballot_fits, tally
 

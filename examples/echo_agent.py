@@ -9,8 +9,7 @@ import asyncio
 import sys
 from typing import Any
 
-from bus.message import AgentMessage
-from bus.sdk import ContainerAgent
+from bus import AgentMessage, ContainerAgent
 
 url = sys.argv[1] if len(sys.argv) > 1 else "redis://localhost:6379/0"
 workspace = sys.argv[2] if len(sys.argv) > 2 else "default"

@@ -1,4 +1,4 @@
-"""`roundtable bus ...`: operate the collaboration bus. Parses, calls `bot.busops`, renders."""
+"""`roundtable bus ...`: operate the collaboration bus. Parses, calls `bus.ops.tooling`, renders."""
 
 from __future__ import annotations
 

@@ -37,10 +37,10 @@ from bot.views import (
     statistics_view,
 )
 from bot.views.chart import vote_chart_png
-from bus.ratelimit import RateLimiter, rate_limiter_for
+from bus import RateLimiter, rate_limiter_for
 from engine.config import SessionConfig
 from engine.errors import BadRequest, RoundTableError
-from engine.log import SessionLog
+from engine.history import SessionLog
 
 log = logging.getLogger("roundtable.chat")
 

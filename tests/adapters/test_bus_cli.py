@@ -24,11 +24,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bus import AgentMessage, DeliveryConfig, Mailbox, RedisBus
 from bus.addressing import inbox_key
-from bus.delivery import DeliveryConfig
-from bus.mailbox import Mailbox
-from bus.message import AgentMessage
-from bus.redis_streams import RedisBus
 from tests.fakes.fake_llm import FakeLLM
 from tests.servers import RedisProcess, free_port
 

@@ -21,10 +21,8 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from bus import AgentCard, BusEvent, RedisBus, Registry, fetch_events
 from bus.addressing import INBOX_GROUP, inbox_lanes
-from bus.events import BusEvent, fetch_events
-from bus.redis_streams import RedisBus
-from bus.registry import AgentCard, Registry
 from tests.fakes.fake_llm import FakeLLM
 from tests.servers import RedisProcess
 

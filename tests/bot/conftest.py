@@ -49,7 +49,7 @@ def settings_for(tmp_path: Path, fake_llm: FakeLLM, redis_proc: RedisProcess) ->
     def make(**overrides: Any) -> Settings:
         base: dict[str, Any] = {
             "data_dir": tmp_path / "data",
-            "redis_url": redis_proc.url,
+            "bus_url": redis_proc.url,
             "model": "openai/fake",
             "api_base": fake_llm.base_url,
             "api_key": "sk-fake",

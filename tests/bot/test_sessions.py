@@ -80,7 +80,7 @@ async def test_a_session_completes_with_the_contract_document(
 async def test_a_session_runs_unchanged_over_the_in_memory_bus(
     settings_for: Callable[..., Settings], fake_llm: FakeLLM
 ) -> None:
-    runtime = await Runtime.open(settings_for(redis_url="memory://"))
+    runtime = await Runtime.open(settings_for(bus_url="memory://"))
     try:
         doc = await run(SessionRunner(runtime), rounds=2, voting="condorcet", early_stop=False)
         assert runtime.bus_description == "in-memory bus (chosen)"
@@ -270,7 +270,7 @@ async def test_redis_going_away_is_a_clear_error_and_the_session_resumes(
     settings_for: Callable[..., Settings], fake_llm: FakeLLM, tmp_path: Any
 ) -> None:
     redis = RedisProcess(tmp_path / "redis-own").start()
-    settings = settings_for(redis_url=redis.url)
+    settings = settings_for(bus_url=redis.url)
     fake_llm.set(latency_s=0.05)
     runtime = await Runtime.open(settings)
     runner = SessionRunner(runtime)

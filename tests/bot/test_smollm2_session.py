@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from bot import Runtime, SessionRequest, SessionRunner, Settings
-from bus.local_model import local_model_available
+from llms.local import local_model_available
 
 
 @pytest.mark.smollm2

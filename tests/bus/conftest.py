@@ -16,12 +16,9 @@ import nats
 import pytest
 from redis.asyncio import Redis
 
-from bus.backend import Bus
-from bus.memory import InMemoryBus
-from bus.nats_jetstream import NatsBus
-from bus.nats_names import CLAIMS_BUCKET, MAPS_BUCKET, workspace_subjects
-from bus.redis_server import PrivateRedis, redis_server_binary
-from bus.redis_streams import RedisBus
+from bus import Bus, InMemoryBus, NatsBus, RedisBus
+from bus.nats.names import CLAIMS_BUCKET, MAPS_BUCKET, workspace_subjects
+from bus.redis.server import PrivateRedis, redis_server_binary
 from tests.servers import NatsProcess, nats_server_binary
 
 BACKENDS = ["memory", "redis", "nats"]

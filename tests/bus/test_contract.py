@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from bus import AgentMessage, InMemoryBus, MalformedMessage, NatsBus, RedisBus, redact_url
 from bus.backend import (
     Bus,
     Claims,
@@ -28,11 +29,7 @@ from bus.backend import (
     parse_entry_id,
     stream_key,
 )
-from bus.memory import InMemoryBus
-from bus.message import AgentMessage, MalformedMessage
-from bus.nats_jetstream import NatsBus
-from bus.redis_server import PrivateRedis, redis_server_binary
-from bus.redis_streams import RedisBus, redact_url
+from bus.redis.server import PrivateRedis, redis_server_binary
 from engine.errors import BadRequest, BusUnavailable, ConfigError
 
 NewStream = Callable[..., str]

@@ -14,13 +14,21 @@ from typing import Any
 
 import pytest
 
+from bus import (
+    AgentMessage,
+    Bus,
+    CommandPolicy,
+    DeadLetter,
+    DeliveryConfig,
+    Mailbox,
+    MalformedMessage,
+    Retention,
+    fetch_audit,
+    fetch_dead_letters,
+    fetch_policy,
+    store_policy,
+)
 from bus.addressing import inbox_key, inbox_lanes
-from bus.backend import Bus, Retention
-from bus.deadletter import DeadLetter, fetch_dead_letters
-from bus.delivery import DeliveryConfig
-from bus.mailbox import Mailbox
-from bus.message import AgentMessage, MalformedMessage
-from bus.policy import CommandPolicy, fetch_audit, fetch_policy, store_policy
 from engine.errors import BadRequest, CommandRefused, MessageExpired, UnknownRecipient
 from tests.bus.test_contract import need
 

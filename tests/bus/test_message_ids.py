@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import uuid
 
-from bus.message import AgentMessage
+from bus import AgentMessage
 
 
 def new_id() -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bus.message import AgentMessage
+from bus import AgentMessage
 from engine.errors import BadRequest
 
 

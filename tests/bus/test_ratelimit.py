@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from bus.ratelimit import InMemoryRateLimiter, RateDecision, RateLimiter, RedisRateLimiter
+from bus import InMemoryRateLimiter, RateDecision, RateLimiter, RedisRateLimiter
 from engine.errors import BadRequest, BusUnavailable
 from tests.servers import free_port
 

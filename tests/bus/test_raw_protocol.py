@@ -18,15 +18,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from bus import (
+    AgentMessage,
+    Bus,
+    ContainerAgent,
+    DeliveryConfig,
+    Mailbox,
+    Registry,
+    fetch_dead_letters,
+    fetch_events,
+)
 from bus.addressing import inbox_key
-from bus.backend import Bus
-from bus.deadletter import fetch_dead_letters
-from bus.delivery import DeliveryConfig
-from bus.events import fetch_events
-from bus.mailbox import Mailbox
-from bus.message import AgentMessage
-from bus.registry import Registry
-from bus.sdk import ContainerAgent
 from tests.bus.raw_agent import RawAgent, entry_of, new_message
 
 #: The document describes Redis, so these tests run there.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.log import ProposalRecord, ballot_options, map_ballot
+from engine.history import ProposalRecord, ballot_options, map_ballot
 
 PROPOSALS = [
     ProposalRecord(id=f"P{i}", author=a, title=f"t{i}", description="d")
