@@ -14,7 +14,7 @@ from engine.rules import VotingRule
 class Settings(BaseSettings):
     """Every knob of RoundTable. Environment variables carry the prefix `ROUNDTABLE_`."""
 
-    model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", extra="ignore", validate_by_name=True)
 
     data_dir: Path = Field(
         default=Path.home() / ".roundtable", description="where the database and the private Redis live"
