@@ -31,7 +31,7 @@ from bus.deadletter import DeadLetter, DeadReason
 from bus.delivery import DeliveryConfig
 from bus.events import events_key
 from bus.message import AgentMessage, MalformedMessage
-from bus.ops.inspection import GroupInfo, Inspectable, entry_id_before, entry_time, id_before_time, inspector
+from bus.inspection import GroupInfo, Inspectable, entry_id_before, entry_time, id_before_time, inspector
 from engine.errors import BadRequest
 
 #: Entries read per round trip while scanning a stream.
