@@ -8,6 +8,7 @@ from bot.tally import tally_lines, tally_text
 from engine.errors import (
     BadRequest,
     ConfigError,
+    InvalidArgument,
     RoundTableError,
     RuleMismatch,
     SessionNotFound,
@@ -19,6 +20,7 @@ __all__ = [
     "VOTING_RULES",
     "BadRequest",
     "ConfigError",
+    "InvalidArgument",
     "Progress",
     "RoundTableError",
     "RuleMismatch",

@@ -1,4 +1,7 @@
-"""The configured bus opened for operating it (`roundtable bus ...`), as `Runtime` would connect it."""
+"""The configured bus opened for operating it (`roundtable bus ...`), as `Runtime` would connect it.
+
+It also hands the command line the view models it renders, since adapters never import `bus`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,16 @@ from pathlib import Path
 
 from bot.settings import Settings
 from bus import connect_bus
-from bus.ops.tooling import BusOps, DeadLetterRow, FoundEntry, StreamEntry
+from bus.ops import BusOps, DeadLetterRow, FoundEntry, StreamEntry, StreamStats
 
-__all__ = ["BusOps", "DeadLetterRow", "FoundEntry", "StreamEntry", "open_bus_ops"]
+__all__ = [
+    "BusOps",
+    "DeadLetterRow",
+    "FoundEntry",
+    "StreamEntry",
+    "StreamStats",
+    "open_bus_ops",
+]
 
 
 @asynccontextmanager

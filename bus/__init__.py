@@ -15,7 +15,8 @@ Beside it, the subpackages:
 - `agents/`: the registry (who is in a workspace, what they can do, are they alive), request/response
   by correlation id (`Requester`), and the agent SDK (`ContainerAgent`);
 - `turns/`: the engine's `AgentPort` over the bus (`BusAgentPort`) and the `PersonaWorker`;
-- `ops/`: inspection, dead-letter replay, find, stats, and Prometheus metrics;
+- `ops/`: the operator's tools (dead letters, find, replay, stats) and Prometheus metrics, over the
+  stream inspection that the backends offer (`inspection.py`, beside `Bus`);
 - `redis/` and `nats/`: the backends, which never import each other.
 
 This module is the face that the rest of RoundTable imports. The backends and the metrics exporter are

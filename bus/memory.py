@@ -29,8 +29,8 @@ from bus.backend import (
     check_start,
     parse_entry_id,
 )
+from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.message import AgentMessage, MalformedMessage
-from bus.ops.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from engine.errors import BusUnavailable
 
 #: Sweep expired claims once this many were set since the last sweep.
@@ -399,7 +399,7 @@ class InMemoryBus:
         entries = self._streams.get(stream)
         return 0 if entries is None else len(entries.ids)
 
-    # --- inspection, for operators (bus/ops/inspection.py) --------------------------------------------
+    # --- inspection, for operators (bus/inspection.py) ------------------------------------------------
 
     async def list_streams(self, prefix: str) -> list[str]:
         self._check_open()

@@ -4,6 +4,7 @@
     ├── ConfigError              a setting or installation is wrong; fix the configuration
     │   └── ModelNotConfigured   no LLM is configured and the embedded one is not installed
     ├── BadRequest               user input is invalid; the message quotes the value and the choices
+    │   ├── InvalidArgument      an argument of a call is invalid; names the parameter apart, for edges
     │   ├── UnknownPersona
     │   ├── BallotDocumentError  a tally document is malformed
     │   ├── UnknownRecipient     a bus message names an agent that is not a member of its workspace
@@ -25,6 +26,8 @@ Control-flow signals, such as a repair retry, are not errors and live outside th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class RoundTableError(Exception):
     """Root of every error RoundTable raises on purpose."""
@@ -40,6 +43,29 @@ class ModelNotConfigured(ConfigError):
 
 class BadRequest(RoundTableError):
     """User input is invalid. The message names the value and the valid choices."""
+
+
+class InvalidArgument(BadRequest):
+    """An argument of a call is invalid, or two arguments clash.
+
+    The parameters' names are kept apart from the rest of the sentence, so that an edge can say them
+    its own way, once: `limit must be 1 or more, got 0` here is `--limit must be 1 or more, got 0` on
+    the command line (`worded`), and no layer below the edge needs to know what its flags are called.
+
+    Args:
+        parameters: the parameters at fault, as the function names them (two for a clash).
+        problem: the rest of the sentence after their names, e.g. `must be 1 or more, got 0`.
+    """
+
+    def __init__(self, *parameters: str, problem: str) -> None:
+        self.parameters = parameters
+        self.problem = problem
+        super().__init__(self.worded({}))
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with each parameter called what `names` calls it (by its own name if absent)."""
+        subject = " and ".join(names.get(p, p) for p in self.parameters)
+        return f"{subject} {self.problem}"
 
 
 class UnknownPersona(BadRequest):

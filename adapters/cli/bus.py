@@ -1,4 +1,4 @@
-"""`roundtable bus ...`: operate the collaboration bus. Parses, calls `bus.ops.tooling`, renders."""
+"""`roundtable bus ...`: operate the collaboration bus. Parses, calls `BusOps` (`bot.busops`), renders."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from bot import BadRequest, Settings
-from bot.busops import BusOps, DeadLetterRow, FoundEntry, StreamEntry, open_bus_ops
+from bot import BadRequest, InvalidArgument, Settings
+from bot.busops import BusOps, DeadLetterRow, FoundEntry, StreamEntry, StreamStats, open_bus_ops
 
 bus_app = typer.Typer(
     name="bus",
@@ -35,14 +35,21 @@ T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document")]
 #: Widest a cell of free text is shown in a table.
 _CELL = 60
+#: What the user typed for each parameter of `BusOps` that an `InvalidArgument` can name.
+_FLAGS = {"limit": "--limit", "start": "--from", "since": "--since", "message_id": "MESSAGE_ID"}
 
 
 def _run(work: Callable[[BusOps], Awaitable[T]]) -> T:
+    """Run one job on the configured bus; an invalid argument is reported by its flag."""
+
     async def main() -> T:
         async with open_bus_ops(Settings()) as ops:
             return await work(ops)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except InvalidArgument as exc:
+        raise BadRequest(exc.worded(_FLAGS)) from None
 
 
 def _print_json(doc: Any) -> None:
@@ -72,7 +79,7 @@ def dlq_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List the newest dead letters, oldest first."""
-    page = _run(lambda ops: ops.dead_letters(limit=limit))
+    page = _run(lambda ops: ops.dead_letters.newest(limit=limit))
     if as_json:
         _print_json(page)
         return
@@ -104,7 +111,7 @@ def dlq_show(
     as_json: JsonFlag = False,
 ) -> None:
     """Show one dead letter in full, with its original message."""
-    view = _run(lambda ops: ops.dead_letter(letter))
+    view = _run(lambda ops: ops.dead_letters.show(letter))
     if as_json:
         _print_json(view)
         return
@@ -151,9 +158,9 @@ def dlq_replay(
         )
     if letter is not None:
         ref = letter
-        outcomes = [_run(lambda ops: ops.replay_dead_letter(ref))]
+        outcomes = [_run(lambda ops: ops.dead_letters.replay(ref))]
     else:
-        outcomes = _run(lambda ops: ops.replay_dead_letters())
+        outcomes = _run(lambda ops: ops.dead_letters.replay_all())
     if as_json:
         _print_json(outcomes)
     else:
@@ -263,7 +270,7 @@ def stats(
 ) -> None:
     """Per stream: its length, and each consumer group's consumers, pending entries and lag."""
 
-    async def work(ops: BusOps) -> tuple[str, list[Any]]:
+    async def work(ops: BusOps) -> tuple[str, list[StreamStats]]:
         return ops.description, await ops.stats(include_empty=show_all)
 
     description, rows = _run(work)

@@ -1,4 +1,4 @@
-"""Looking into the bus on NATS JetStream for operators (`bus.ops.inspection.Inspectable`).
+"""Looking into the bus on NATS JetStream for operators (`bus.inspection.Inspectable`).
 
 Everything comes from the JetStream API, one bus stream being one JetStream stream whose description
 is its bus key, and one consumer group one durable consumer whose description is the group's name:
@@ -25,11 +25,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.nats.client import STREAM_NOT_FOUND, ApiError, NatsLink
 from bus.nats.names import consumer_name, escape, stream_name
 from bus.nats.streams import Streams
 from bus.nats.wire import entry_id, entry_seq
-from bus.ops.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 
 #: How long the server keeps the consumer `id_before_time` makes, should its deletion be lost.
 _PROBE_INACTIVE_NS = 5_000_000_000

@@ -50,6 +50,7 @@ from bus.backend import (
     check_start,
     parse_entry_id,
 )
+from bus.inspection import PendingEntry, StreamInfo
 from bus.message import AgentMessage
 from bus.nats.client import REQUEST_TIMEOUT_S, NatsLink, NoResponders, Request, status_of
 from bus.nats.inspection import NatsInspection
@@ -57,7 +58,6 @@ from bus.nats.kv import DEFAULT_CLAIMS_TTL_MS, Buckets
 from bus.nats.names import consumer_name, stream_name, subject
 from bus.nats.streams import Group, Streams, limits_of
 from bus.nats.wire import Taken, ack_info, ack_subject, decode, delivery, encode, entry_id, entry_seq
-from bus.ops.inspection import PendingEntry, StreamInfo
 from bus.urls import redact_url
 from engine.errors import BusUnavailable, ConfigError
 
@@ -493,7 +493,7 @@ class NatsBus:
         state = await self._streams.state(stream)
         return 0 if state is None else int(state.get("messages", 0))
 
-    # --- inspection, for operators (bus/ops/inspection.py, bus/nats/inspection.py) ---------------------
+    # --- inspection, for operators (bus/inspection.py, bus/nats/inspection.py) -------------------------
 
     async def list_streams(self, prefix: str) -> list[str]:
         self._check_open()

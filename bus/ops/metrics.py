@@ -51,8 +51,8 @@ from prometheus_client.process_collector import ProcessCollector
 from bus import observe
 from bus.agents.requests import request_totals
 from bus.delivery import DeliveryStats
+from bus.inspection import Inspectable
 from bus.message import AgentMessage
-from bus.ops.inspection import Inspectable
 from engine.errors import BusUnavailable
 
 if TYPE_CHECKING:

@@ -33,8 +33,8 @@ from bus.backend import (
     check_start,
     parse_entry_id,
 )
+from bus.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.message import AgentMessage, MalformedMessage
-from bus.ops.inspection import ConsumerInfo, GroupInfo, PendingEntry, StreamInfo
 from bus.redis import scripts as redis_scripts
 from bus.redis.codec import with_hiredis_packing
 from bus.redis.errors import RedisErrors, describe, text
@@ -418,7 +418,7 @@ class RedisBus:
             size: int = await self._client.xlen(stream)
         return size
 
-    # --- inspection, for operators (bus/ops/inspection.py) --------------------------------------------
+    # --- inspection, for operators (bus/inspection.py) ------------------------------------------------
 
     async def list_streams(self, prefix: str) -> list[str]:
         self._check_open()

@@ -319,23 +319,34 @@ def test_replay_reads_a_stream_back_from_an_id_or_a_time(
 
 def test_replay_refuses_bad_input_in_one_line(shared: tuple[Scene, dict[str, str]]) -> None:
     _, env = shared
-    unknown, since, start, both, elsewhere, limit = in_parallel(
+    unknown, start, elsewhere, limit = in_parallel(
         ("replay", "inbox:nobody:p5"),
-        ("replay", "inbox:analyst:p5", "--since", "yesterday"),
         ("replay", "inbox:analyst:p5", "--from", "x"),
-        ("replay", "dlq", "--from", "0-1", "--since", "1h"),
         ("replay", "rt:{elsewhere}:dlq"),
         ("dlq", "list", "--limit", "0"),
         env=env,
     )
     line = one_line_error(unknown)
     assert "no stream 'inbox:nobody:p5'" in line and "inbox:analyst:p5" in line
-    line = one_line_error(since)
-    assert "--since 'yesterday' is not a time" in line and "10m" in line
     assert "entry id 'x' is not a stream id" in one_line_error(start)
-    assert "--from ID or --since TIME, not both" in one_line_error(both)
     assert "not in workspace" in one_line_error(elsewhere)
     assert "--limit" in one_line_error(limit)
+
+
+def test_an_invalid_argument_is_named_by_its_flag(shared: tuple[Scene, dict[str, str]]) -> None:
+    """The bus names its parameters (since, start); the command line says the flags the user typed."""
+    _, env = shared
+    since, both, blank = in_parallel(
+        ("replay", "inbox:analyst:p5", "--since", "yesterday"),
+        ("replay", "dlq", "--from", "0-1", "--since", "1h"),
+        ("find", " "),
+        env=env,
+    )
+    line = one_line_error(since)
+    assert line.startswith("error: --since 'yesterday' is not a time;")
+    assert "2025-01-31T12:00:00Z" in line and "90s, 10m, 2h, 1d" in line  # the forms it takes
+    assert one_line_error(both) == "error: --from and --since cannot be given together; give one or the other"
+    assert one_line_error(blank).startswith("error: MESSAGE_ID is blank;")
 
 
 def test_dlq_replay_needs_an_id_or_all_but_not_both(shared: tuple[Scene, dict[str, str]]) -> None:

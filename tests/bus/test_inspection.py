@@ -1,4 +1,4 @@
-"""Stream inspection for operators (bus/ops/inspection.py): the same answers from Redis, in memory and on
+"""Stream inspection for operators (bus/inspection.py): the same answers from Redis, in memory and on
 NATS, except where JetStream cannot tell (consumer names, per-entry pending state: see
 bus/nats/inspection.py), which NATS's own tests here pin down."""
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bus import AgentMessage, InMemoryBus, NatsBus, RedisBus
-from bus.ops.inspection import Inspectable, entry_id_before, entry_time, id_before_time
+from bus.inspection import Inspectable, entry_id_before, entry_time, id_before_time
 from tests.bus.conftest import _delete_nats_prefix, _delete_prefix
 
 NewStream = Callable[..., str]

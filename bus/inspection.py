@@ -6,6 +6,10 @@ consumer and delivery count, NATS JetStream (bus/nats/inspection.py) knows a gro
 sequence floors only, and says None where it cannot tell. A backend without `Inspectable` is refused
 by `inspector` in one line instead of failing halfway.
 
+It lives beside `Bus` (backend.py) rather than in `ops/` because it is an optional part of the backend
+interface: the backends implement it and build its types, while `ops/` (find, replay, stats, metrics)
+only calls it. So no backend imports the operator's tools.
+
 Lag is what a consumer group has still to read: entries added after its last delivered one. Pending
 entries were handed out and not acknowledged yet. Together they are a group's backlog.
 """
