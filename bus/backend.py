@@ -1,6 +1,6 @@
 """The `Bus` interface every backend implements, and the helpers they share.
 
-The interface is ours, not a library's, so Redis Streams, the in-memory bus (and later NATS) are
+The interface is ours, not a library's, so Redis Streams, NATS JetStream and the in-memory bus are
 interchangeable; `tests/bus/test_contract.py` is the one suite they all pass. Its semantics are those
 of Redis Streams consumer groups, since that is the backend it is shaped after:
 
@@ -166,7 +166,7 @@ class Settlement:
 class Bus(Protocol):
     """A stream bus with consumer groups; see the module docstring for the shared semantics."""
 
-    #: The backend's name: "redis" or "memory".
+    #: The backend's name: "redis", "nats" or "memory".
     name: str
 
     async def publish(self, stream: str, message: AgentMessage, *, retention: Retention | None = None) -> str:

@@ -60,7 +60,7 @@ class DeliveryConfig(BaseModel):
 
 @dataclass(slots=True)
 class DeliveryStats:
-    """What a mailbox did, counted since it was made (a later metrics exporter reads these)."""
+    """What a mailbox did, counted since it was made (`bus/ops/metrics.py` exports them to Prometheus)."""
 
     sent: int = 0
     received: int = 0

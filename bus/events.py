@@ -1,7 +1,8 @@
 """The workspace's events stream, `rt:{ws}:events`: who joined, left, went silent, and what was dead-lettered.
 
-Anyone may read it (a dashboard, the side-port's WebSocket later) with `fetch_events`, following the
-entry ids. Each entry is flat text fields, so a program in another language reads it as it is:
+Anyone may read it: a program with `fetch_events`, following the entry ids, or an operator with
+`roundtable bus replay events`. Each entry is flat text fields, so a program in another language reads
+it as it is:
 
 | field | holds |
 | --- | --- |

@@ -18,7 +18,7 @@
     ├── LLMError                 the model provider failed (HTTP error, connection refused, timeout)
     │   └── LLMOutputInvalid     the model replied, but not with the structured output asked for
     ├── CommandRefused           the sender's role may not send commands in this workspace (audited)
-    ├── BusUnavailable           the collaboration bus (Redis) cannot be reached
+    ├── BusUnavailable           the collaboration bus (Redis or NATS) cannot be reached
     └── StoreUnavailable         the session store (database) cannot be reached
 
 Control-flow signals, such as a repair retry, are not errors and live outside this tree.

@@ -7,7 +7,7 @@ from typing import Literal, get_args
 VotingRule = Literal["majority", "rated", "ranked", "unanimity", "approval", "condorcet"]
 VOTING_RULES: tuple[VotingRule, ...] = get_args(VotingRule)
 
-#: The ballot field each rule reads (see shared/contracts/tally.md).
+#: The ballot field each rule reads (see docs/tally.md).
 BALLOT_FIELD: dict[VotingRule, str] = {
     "majority": "choice",
     "unanimity": "choice",

@@ -1,6 +1,6 @@
 """Head-to-head counts, and the tie-break chain that orders candidates sharing a score.
 
-The chain (shared/contracts/tally.md) is:
+The chain (docs/tally.md) is:
 1. `head_to_head`: a tied candidate that beats each of the other tied ones head to head wins;
 2. `first_places`: otherwise the tied candidate that is the top preference on the most ballots wins;
 3. `seeded_draw`: otherwise a draw among those sharing the most first places.

@@ -1,7 +1,7 @@
 """Tallying ballots under a voting rule: the one counting code behind sessions, `retally` and `tally`.
 
-The behaviour and the output shape are fixed by shared/contracts/tally.md, which outside tools rely
-on: `TallyResult.model_dump(mode="json")` is that output, field for field and in that order.
+The behaviour and the output shape are fixed by docs/tally.md, which outside tools rely on:
+`TallyResult.model_dump(mode="json")` is that output, field for field and in that order.
 
 Everything here is pure: a document in, a result out. Ballot reading lives in `engine.ballots`, the
 tie-break chain in `engine.tiebreak`.
@@ -149,7 +149,7 @@ def tally(doc: TallyInput) -> TallyResult:
 def parse_document(
     raw: str | bytes | dict[str, Any], *, rule: str | None = None, seed: int | None = None
 ) -> TallyInput:
-    """Read a ballot document (shared/contracts/tally.md, Input).
+    """Read a ballot document (docs/tally.md, Input).
 
     Args:
         raw: the JSON text, or the already decoded object.

@@ -1,8 +1,10 @@
 """Every model call goes through here: LiteLLM behind the engine's `LLM` port.
 
 LiteLLM is imported lazily, on the first call and in a worker thread, because the import takes seconds
-and ~200 MB: a process that never calls a model (a sandbox talking to the gateway, the CLI's `--help`)
-never pays for it. Provider failures are mapped to `LLMError` in one place, `_provider_errors`.
+and ~200 MB: a process that never calls a model (`roundtable tally`, `roundtable bus`, the CLI's
+`--help`) never pays for it. There is no LLM gateway on the bus yet, so every process whose agents call
+a model imports LiteLLM itself. Provider failures are mapped to `LLMError` in one place,
+`_provider_errors`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Analytics over completed sessions: how often each agent wins, and how each voting rule behaves.
 
-Everything is derived from the stored results (the `ask --json` document of shared/contracts/cli.md),
-never kept as counters, so it is always consistent with the sessions it summarizes. The aggregation is
-a pure function over result dicts; the store only fetches the few fields it reads.
+Everything is derived from the stored results (the `ask --json` document of docs/cli.md), never kept
+as counters, so it is always consistent with the sessions it summarizes. The aggregation is a pure
+function over result dicts; the store only fetches the few fields it reads.
 """
 
 from __future__ import annotations

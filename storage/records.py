@@ -24,7 +24,7 @@ class SessionRecord(BaseModel):
     config: dict[str, Any]
     #: Where the session came from, e.g. {"platform": "slack", "channel": "C123"}.
     metadata: dict[str, Any] = Field(default_factory=dict)
-    #: The `ask --json` document (see shared/contracts/cli.md); None until the session completes.
+    #: The `ask --json` document (see docs/cli.md); None until the session completes.
     result: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime

@@ -1,4 +1,4 @@
-"""The `roundtable` command line (shared/contracts/cli.md): parse, call `bot`, render."""
+"""The `roundtable` command line (docs/cli.md): parse, call `bot`, render."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def tally_command(
     seed: Annotated[int | None, typer.Option(help="overrides the document's seed")] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="one document per line")] = False,
 ) -> None:
-    """Count a JSON ballot document from standard input (shared/contracts/tally.md)."""
+    """Count a JSON ballot document from standard input (docs/tally.md)."""
     text = sys.stdin.read()
     if jsonl:
         for line in tally_lines(text.splitlines(), rule=rule, seed=seed):

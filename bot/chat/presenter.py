@@ -18,7 +18,7 @@ class ChatResult(BaseModel):
     view: ResultView
     #: The vote chart as a PNG, or None when nobody voted.
     chart_png: bytes | None
-    #: The session document of contracts/cli.md.
+    #: The session document of docs/cli.md.
     doc: dict[str, Any]
 
 

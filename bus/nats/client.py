@@ -155,7 +155,7 @@ class NatsLink:
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
                 closed_cb=self._on_disconnected,
-                skip_subject_validation=True,  # subjects are built from escaped parts (`nats_names`)
+                skip_subject_validation=True,  # subjects are built from escaped parts (`bus.nats.names`)
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             cause = self._last_error or exc

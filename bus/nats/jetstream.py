@@ -1,7 +1,7 @@
 """The bus on NATS JetStream, through nats-py, for deployments that outgrow one Redis.
 
-How the `Bus` contract maps onto JetStream (`nats_names` says how keys become names, `nats_wire` how
-entries look, `nats_streams` how streams and groups are made, `nats_kv` how claims and tables are kept):
+How the `Bus` contract maps onto JetStream (`names.py` says how keys become names, `wire.py` how
+entries look, `streams.py` how streams and groups are made, `kv.py` how claims and tables are kept):
 
 - **Streams.** Each bus stream is a JetStream stream with one subject, e.g. `rt.default.inbox.analyst.p9`,
   kept by limits (every consumer group sees every entry, as on Redis). Its sequence numbers are the
@@ -13,8 +13,8 @@ entries look, `nats_streams` how streams and groups are made, `nats_kv` how clai
   sets it. Its `max_deliver` is a backstop above the delivery layer's own limit: entries the server
   gives up on are announced on the max-deliveries advisory subject, kept in the `rt~max-deliveries`
   stream (the original entry stays readable in its stream).
-- **Claims and tables** live in KV buckets (`nats_kv`): KV `create` is the atomic claim.
-- **Inspection** for operators (`nats_inspection`): streams, groups, lag and pending from the
+- **Claims and tables** live in KV buckets (`kv.py`): KV `create` is the atomic claim.
+- **Inspection** for operators (`inspection.py`): streams, groups, lag and pending from the
   JetStream API; per-entry pending state is approximated from the group's ack floor.
 - **Hot path.** Publishes, claims and acknowledgements go out in batches, one flush and one wait per
   batch; a pull fetches up to `count` entries at once and returns as soon as any is there.
@@ -153,10 +153,6 @@ class NatsBus:
     ) -> str:
         [ident] = await self._append([(stream, encode(fields), retention)])
         return ident
-
-    async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
-        """Append fields as they are, skipping the message checks (tests write malformed entries)."""
-        return await self.append(stream, fields)
 
     async def _append(self, items: Sequence[tuple[str, bytes, Retention | None]]) -> list[str]:
         """Publish entries in one batch (one flush, one wait for all acknowledgements)."""
