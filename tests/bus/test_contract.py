@@ -31,6 +31,7 @@ from bus.backend import (
 )
 from bus.redis.server import PrivateRedis, redis_server_binary
 from engine.errors import BadRequest, BusUnavailable, ConfigError
+from tests.helpers import entry_ids, need
 
 NewStream = Callable[..., str]
 
@@ -48,17 +49,6 @@ def make(**changes: Any) -> AgentMessage:
 async def publish_raw(bus: Bus, stream: str, fields: dict[str, str]) -> str:
     assert isinstance(bus, InMemoryBus | RedisBus | NatsBus)
     return await bus._publish_raw(stream, fields)
-
-
-def ids(deliveries: list[Delivery]) -> list[str]:
-    return [d.entry_id for d in deliveries]
-
-
-def need(bus: Bus, capability: str) -> None:
-    """Skip the rest of a test on a backend that says it cannot give `capability`, with its reason."""
-    reason = getattr(bus, "unsupported", {}).get(capability)
-    if reason:
-        pytest.skip(f"{bus.name} backend: {reason}")
 
 
 # --- the contract, once per backend ----------------------------------------------------------------
@@ -107,7 +97,7 @@ async def test_group_started_at_dollar_skips_earlier_entries(bus: Bus, new_strea
     await bus.ensure_group(stream, "all", start="0")
     later = await bus.publish(stream, make(content={"n": 2}))
 
-    assert ids(await bus.consume(stream, "late", "c", block_ms=0)) == [later]
+    assert entry_ids(await bus.consume(stream, "late", "c", block_ms=0)) == [later]
     assert len(await bus.consume(stream, "all", "c", block_ms=0)) == 2
 
 
@@ -122,7 +112,7 @@ async def test_consume_creates_a_missing_group_from_the_start(bus: Bus, new_stre
     await bus.ensure_group(stream, "g")
     await bus.delete(stream)
     first = await bus.publish(stream, make())
-    assert ids(await bus.consume(stream, "g", "c", block_ms=0)) == [first]
+    assert entry_ids(await bus.consume(stream, "g", "c", block_ms=0)) == [first]
 
 
 async def test_consumers_of_a_group_split_the_entries(bus: Bus, new_stream: NewStream) -> None:
@@ -134,7 +124,7 @@ async def test_consumers_of_a_group_split_the_entries(bus: Bus, new_stream: NewS
     second = await bus.consume(stream, "g", "c2", count=10, block_ms=0)
 
     assert len(first) == 3
-    assert sorted([*ids(first), *ids(second)], key=parse_entry_id) == published
+    assert sorted([*entry_ids(first), *entry_ids(second)], key=parse_entry_id) == published
     assert await bus.consume(stream, "g", "c1", block_ms=0) == []
 
 
@@ -143,8 +133,8 @@ async def test_every_group_sees_every_entry(bus: Bus, new_stream: NewStream) -> 
     await bus.ensure_group(stream, "audit")
     await bus.ensure_group(stream, "workers")
     published = [await bus.publish(stream, make()) for _ in range(3)]
-    assert ids(await bus.consume(stream, "audit", "a", block_ms=0)) == published
-    assert ids(await bus.consume(stream, "workers", "w", block_ms=0)) == published
+    assert entry_ids(await bus.consume(stream, "audit", "a", block_ms=0)) == published
+    assert entry_ids(await bus.consume(stream, "workers", "w", block_ms=0)) == published
 
 
 async def test_ack_removes_entries_from_pending(bus: Bus, new_stream: NewStream) -> None:
@@ -155,9 +145,9 @@ async def test_ack_removes_entries_from_pending(bus: Bus, new_stream: NewStream)
     got = await bus.consume(stream, "g", "c", block_ms=0)
     assert await bus.pending_count(stream, "g") == 3
 
-    assert await bus.ack(stream, "g", ids(got)[:2]) == 2
+    assert await bus.ack(stream, "g", entry_ids(got)[:2]) == 2
     assert await bus.pending_count(stream, "g") == 1
-    assert await bus.ack(stream, "g", ids(got)[:2]) == 0  # already acknowledged
+    assert await bus.ack(stream, "g", entry_ids(got)[:2]) == 0  # already acknowledged
     assert await bus.ack(stream, "g", []) == 0
 
 
@@ -200,7 +190,9 @@ async def test_reclaim_takes_at_most_count_oldest_first(bus: Bus, new_stream: Ne
     published = [await bus.publish(stream, make()) for _ in range(5)]
     await bus.consume(stream, "g", "c", block_ms=0)
 
-    assert ids((await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=2)).deliveries) == published[:2]
+    assert (
+        entry_ids((await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=2)).deliveries) == published[:2]
+    )
 
 
 async def test_reclaim_drops_and_counts_pending_entries_that_were_trimmed(
@@ -216,7 +208,7 @@ async def test_reclaim_drops_and_counts_pending_entries_that_were_trimmed(
 
     reclaimed = await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=1000)
 
-    assert lost.entry_id not in ids(reclaimed.deliveries)
+    assert lost.entry_id not in entry_ids(reclaimed.deliveries)
     assert reclaimed.trimmed == {stream: 1}
     assert await bus.pending_count(stream, "g") == 0
 
@@ -235,7 +227,7 @@ async def test_consume_wakes_when_a_message_is_published(bus: Bus, new_stream: N
     await asyncio.sleep(0.05)  # let the consumer start waiting; the outcome is the same if it has not
     entry_id = await bus.publish(stream, make())
 
-    assert ids(await asyncio.wait_for(waiting, timeout=10)) == [entry_id]
+    assert entry_ids(await asyncio.wait_for(waiting, timeout=10)) == [entry_id]
 
 
 async def test_a_cancelled_consume_leaves_the_bus_usable(bus: Bus, new_stream: NewStream) -> None:
@@ -249,7 +241,7 @@ async def test_a_cancelled_consume_leaves_the_bus_usable(bus: Bus, new_stream: N
         await waiting
 
     entry_id = await bus.publish(stream, make())
-    assert ids(await bus.consume(stream, "g", "c", block_ms=0)) == [entry_id]
+    assert entry_ids(await bus.consume(stream, "g", "c", block_ms=0)) == [entry_id]
 
 
 async def test_maxlen_trims_the_oldest_entries(bus: Bus, new_stream: NewStream) -> None:
@@ -260,7 +252,7 @@ async def test_maxlen_trims_the_oldest_entries(bus: Bus, new_stream: NewStream) 
 
     assert 20 <= await bus.length(stream) < 300
     remaining = await bus.consume(stream, "g", "c", count=1000, block_ms=0)
-    assert ids(remaining) == published[-len(remaining) :]
+    assert entry_ids(remaining) == published[-len(remaining) :]
 
 
 async def test_malformed_entries_come_back_as_errors(bus: Bus, new_stream: NewStream) -> None:
@@ -283,7 +275,7 @@ async def test_malformed_entries_come_back_as_errors(bus: Bus, new_stream: NewSt
     assert "unsupported wire version '9'" in errors[2]
     assert "differs from its message_id" in errors[3]
     assert ok.message == good and ok.error is None
-    assert await bus.ack(stream, "g", ids(bad)) == 4
+    assert await bus.ack(stream, "g", entry_ids(bad)) == 4
 
 
 async def test_expired_messages_are_still_delivered(bus: Bus, new_stream: NewStream) -> None:
@@ -397,8 +389,8 @@ async def test_receive_reads_streams_in_the_order_given(bus: Bus, new_stream: Ne
     first = await bus.receive([high, low], "g", "c", count=3, block_ms=0)
     second = await bus.receive([high, low], "g", "c", count=3, block_ms=0)
 
-    assert ids(first.deliveries) == [*high_ids, low_ids[0]]
-    assert ids(second.deliveries) == low_ids[1:]
+    assert entry_ids(first.deliveries) == [*high_ids, low_ids[0]]
+    assert entry_ids(second.deliveries) == low_ids[1:]
     assert [d.stream for d in first.deliveries] == [high, high, low]
     assert all(d.deliveries == 1 and d.status == "new" for d in first.deliveries)
     assert first.trimmed == {} and second.trimmed == {}
@@ -414,7 +406,7 @@ async def test_receive_waits_for_an_entry_on_any_stream(bus: Bus, new_stream: Ne
     entry_id = await bus.publish(low, make())
 
     received = await asyncio.wait_for(waiting, timeout=10)
-    assert ids(received.deliveries) == [entry_id]
+    assert entry_ids(received.deliveries) == [entry_id]
 
 
 async def test_receive_claims_message_ids(bus: Bus, new_stream: NewStream, prefix: str) -> None:
@@ -533,7 +525,7 @@ async def test_touch_restarts_idle_time_without_counting_a_delivery(
     await bus.touch(stream, "g", "c", [kept.entry_id])
 
     # Only the untouched entry has been idle for 400 ms.
-    assert ids((await bus.reclaim(stream, "g", "r", min_idle_ms=400)).deliveries) == [left.entry_id]
+    assert entry_ids((await bus.reclaim(stream, "g", "r", min_idle_ms=400)).deliveries) == [left.entry_id]
     [again] = (await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=1)).deliveries
     assert (again.entry_id, again.deliveries) == (kept.entry_id, 2)
 

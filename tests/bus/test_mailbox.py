@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,15 +30,9 @@ from bus import (
 )
 from bus.addressing import inbox_key, inbox_lanes
 from engine.errors import BadRequest, CommandRefused, MessageExpired, UnknownRecipient
-from tests.bus.test_contract import need
+from tests.helpers import eventually, need
 
 FAST = DeliveryConfig(idle_timeout_s=0.15, block_ms=50, members_cache_s=0)
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    """The test's workspace: its keys fall under the test's prefix, deleted afterwards."""
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -86,15 +80,6 @@ class Recorder:
         if self._fail(message):
             raise RuntimeError(f"cannot handle {message.content}")
         self.handled.append(message)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 10.0) -> None:
-    """Wait until `check` holds; fail the test if it never does."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
 
 
 async def serving(box: Mailbox, handler: Recorder, **options: Any) -> asyncio.Task[int]:

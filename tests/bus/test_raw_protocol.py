@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,13 @@ from bus import (
 )
 from bus.addressing import inbox_key
 from tests.bus.raw_agent import RawAgent, entry_of, new_message
+from tests.helpers import eventually
 
 #: The document describes Redis, so these tests run there.
 redis_only = pytest.mark.parametrize("bus", ["redis"], indirect=True)
 
 FAST = DeliveryConfig(idle_timeout_s=0.5, block_ms=50, members_cache_s=0)
 RAW_AGENT = Path(__file__).with_name("raw_agent.py")
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -70,14 +66,6 @@ async def sdk_agents(bus: Bus, workspace: str) -> AsyncIterator[Callable[..., Co
     yield make
     for agent in made:
         await agent.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
 
 
 async def shout(message: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ bounded `eventually`, and assert what the registry says, never how long it took.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,15 +20,10 @@ from bus.events import BusEvent, events_key, fetch_events
 from engine.errors import BadRequest, UnknownRecipient
 from llms.provider import resolve_model
 from personas import load_personas
-from tests.bus.test_contract import need
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import eventually, need
 
 OFFLINE_S = 0.3
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -46,14 +41,6 @@ def card(agent: str, *capabilities: str, **fields: Any) -> AgentCard:
 
 async def events(bus: Bus, workspace: str) -> list[BusEvent]:
     return [event for _, event in await fetch_events(bus, workspace, count=1000)]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
 
 
 async def silent_for(registry: Registry, agent: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from bus import (
 from bus.addressing import inbox_key, members_key
 from bus.agents.requests import response_to
 from engine.errors import BadRequest, BusUnavailable, RequestFailed, UnknownRecipient
+from tests.helpers import eventually
 from tests.servers import RedisProcess, free_port
 
 #: The backends the SDK tests run on (NATS has its own suite; the SDK only uses the `Bus` interface).
@@ -35,11 +36,6 @@ both = pytest.mark.parametrize("bus", ["memory", "redis"], indirect=True)
 FAST = DeliveryConfig(idle_timeout_s=0.3, block_ms=50, members_cache_s=0, max_deliveries=2)
 #: Heartbeats every 0.1 s.
 OFFLINE_AFTER_S = 0.3
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -57,14 +53,6 @@ async def agents(bus: Bus, workspace: str) -> AsyncIterator[Callable[..., Contai
     yield make
     for agent in made:
         await agent.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
 
 
 # --- registration ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from bus import AgentMessage, InMemoryBus, NatsBus, RedisBus
 from bus.ops.inspection import Inspectable, entry_id_before, entry_time, id_before_time
-from tests.bus.conftest import _delete_nats_prefix, _delete_prefix
+from tests.helpers import delete_nats_prefix, delete_redis_prefix
 
 NewStream = Callable[..., str]
 #: The backends that implement `Inspectable`.
@@ -31,13 +31,13 @@ async def bus(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Back
         nats_bus = NatsBus(server)
         yield nats_bus
         await nats_bus.close()
-        await _delete_nats_prefix(server, prefix)
+        await delete_nats_prefix(server, prefix)
         return
     url: str = request.getfixturevalue("redis_url")
     redis = RedisBus(url)
     yield redis
     await redis.close()
-    await _delete_prefix(url, prefix)
+    await delete_redis_prefix(url, prefix)
 
 
 def make(n: int = 0) -> AgentMessage:
@@ -161,7 +161,7 @@ async def test_nats_pending_entry_is_approximated_from_the_ack_floor(
         assert await nats_bus.pending_entry(stream, "g", ids[2]) is None
     finally:
         await nats_bus.close()
-        await _delete_nats_prefix(nats_url, prefix)
+        await delete_nats_prefix(nats_url, prefix)
 
 
 async def test_nats_lists_only_bus_streams_of_the_prefix(
@@ -181,8 +181,8 @@ async def test_nats_lists_only_bus_streams_of_the_prefix(
         assert await nats_bus.list_streams(prefix + "inbox:a:") == [new_stream("inbox:a:p5")]
     finally:
         await nats_bus.close()
-        await _delete_nats_prefix(nats_url, prefix)
-        await _delete_nats_prefix(nats_url, "rt:{other-" + prefix[4:])
+        await delete_nats_prefix(nats_url, prefix)
+        await delete_nats_prefix(nats_url, "rt:{other-" + prefix[4:])
 
 
 def test_every_backend_is_inspectable() -> None:
