@@ -147,10 +147,6 @@ class InMemoryBus:
     ) -> str:
         return self._append(stream, fields, retention)
 
-    async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
-        """Append fields as they are, skipping the message checks (tests write malformed entries)."""
-        return self._append(stream, fields, None)
-
     def _append(self, stream: str, fields: Mapping[str, str], retention: Retention | None) -> str:
         self._check_open()
         return _format(self._streams.setdefault(stream, _Stream()).append(fields, retention))

@@ -154,10 +154,6 @@ class NatsBus:
         [ident] = await self._append([(stream, encode(fields), retention)])
         return ident
 
-    async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
-        """Append fields as they are, skipping the message checks (tests write malformed entries)."""
-        return await self.append(stream, fields)
-
     async def _append(self, items: Sequence[tuple[str, bytes, Retention | None]]) -> list[str]:
         """Publish entries in one batch (one flush, one wait for all acknowledgements)."""
         self._check_open()

@@ -203,10 +203,6 @@ class RedisBus:
             entry_id = await self._client.xadd(stream, dict(fields), **_trim_args(retention))  # type: ignore[arg-type]
         return text(entry_id)
 
-    async def _publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
-        """Append fields as they are, skipping the message checks (tests write malformed entries)."""
-        return await self.append(stream, fields)
-
     async def entries(
         self, stream: str, *, after: str | None = None, count: int = 100
     ) -> list[tuple[str, dict[str, str]]]:
