@@ -24,6 +24,7 @@ from redis import Redis
 from bus import AgentCard, BusEvent, RedisBus, Registry, fetch_events
 from bus.addressing import INBOX_GROUP, inbox_lanes
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import agent_of
 from tests.servers import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,11 +164,6 @@ def register(env: dict[str, str], card: AgentCard) -> None:
             await bus.close()
 
     asyncio.run(write())
-
-
-def agent_of(body: dict[str, Any]) -> str:
-    match = re.search(r"You are (\w+)", body["messages"][0]["content"])
-    return match.group(1).lower() if match else "?"
 
 
 def test_two_workers_serve_the_team_sharing_each_persona_and_each_turn_is_answered_once(

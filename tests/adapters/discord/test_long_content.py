@@ -21,9 +21,9 @@ from tests.adapters.discord.harness import (
     assert_within_limits,
     running_bot,
 )
-from tests.bot.conftest import agent_of, schema_of
 from tests.fakes.fake_discord import FakeDiscord, Recorded, custom_ids
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import agent_of, schema_of
 
 
 def words(text: str) -> str:

@@ -12,10 +12,10 @@ from adapters.slack.blocks import MAX_FALLBACK_TEXT
 from bot import Settings
 from bot.chat import ACTION_LABELS, ACTIONS, button_id
 from bot.chat.access import NOT_ENABLED
-from tests.adapters.slack.conftest import SlackBot, StartBot, is_result
-from tests.bot.conftest import schema_of
+from tests.adapters.slack.harness import SlackBot, StartBot, is_result
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.fake_slack import BOT_USER_ID, Call, FakeSlack, block_kit_violations, signature
+from tests.helpers import schema_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

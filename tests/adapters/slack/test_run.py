@@ -15,7 +15,7 @@ from aiohttp import web
 from adapters.slack import EVENTS_PATH, build_app, run_slack
 from bot import ConfigError, Runtime, Settings
 from bot.chat import ChatService
-from tests.adapters.slack.conftest import SECRET, SlackBot, StartBot, is_result
+from tests.adapters.slack.harness import SECRET, SlackBot, StartBot, is_result
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.fake_slack import TEAM_ID, Call, FakeSlack, signed_headers
 from tests.servers import free_port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -13,15 +12,9 @@ import pytest
 from bus import IN_MEMORY_WARNING, InMemoryBus, RedisBus, connect_bus
 from bus.redis.server import SOCKET_PATH_LIMIT, PrivateRedis, redis_server_binary, socket_path_for
 from engine.errors import BusUnavailable, ConfigError
+from tests.servers import free_port
 
 needs_redis_server = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @needs_redis_server
@@ -89,7 +82,7 @@ def test_private_redis_that_exits_at_start_reports_its_log(tmp_path: Path) -> No
 
 
 async def test_connect_bus_with_a_url_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
-    url = f"redis://127.0.0.1:{closed_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(BusUnavailable, match=f"Redis at {url} does not answer.*unset the Redis URL"):
         await connect_bus(url, tmp_path)
 
