@@ -269,7 +269,8 @@ async def test_malformed_entries_come_back_as_errors(bus: Bus, new_stream: NewSt
     assert "not a valid AgentMessage" in errors[1]
     assert "unsupported wire version '9'" in errors[2]
     assert "differs from its message_id" in errors[3]
-    assert ok.message == good and ok.error is None
+    assert ok.message == good
+    assert ok.error is None
     assert await bus.ack(stream, "g", entry_ids(bad)) == 4
 
 
@@ -279,7 +280,8 @@ async def test_expired_messages_are_still_delivered(bus: Bus, new_stream: NewStr
     old = make(timestamp=datetime.now(UTC) - timedelta(minutes=5), ttl=1)
     await bus.publish(stream, old)
     [delivery] = await bus.consume(stream, "g", "c", block_ms=0)
-    assert delivery.message is not None and delivery.message.is_expired()
+    assert delivery.message is not None
+    assert delivery.message.is_expired()
 
 
 async def test_publish_refuses_an_invalid_message(bus: Bus, new_stream: NewStream) -> None:
@@ -388,9 +390,11 @@ async def test_receive_reads_streams_in_the_order_given(bus: Bus, new_stream: Ne
     assert entry_ids(second.deliveries) == low_ids[1:]
     assert [d.stream for d in first.deliveries] == [high, high, low]
     assert all(d.deliveries == 1 and d.status == "new" for d in first.deliveries)
-    assert first.trimmed == {} and second.trimmed == {}
+    assert first.trimmed == {}
+    assert second.trimmed == {}
     assert (await bus.receive([high, low], "g", "c", block_ms=0)).deliveries == []
-    assert await bus.pending_count(high, "g") == 2 and await bus.pending_count(low, "g") == 3
+    assert await bus.pending_count(high, "g") == 2
+    assert await bus.pending_count(low, "g") == 3
 
 
 async def test_receive_waits_for_an_entry_on_any_stream(bus: Bus, new_stream: NewStream) -> None:
@@ -423,7 +427,8 @@ async def test_receive_claims_message_ids(bus: Bus, new_stream: NewStream, prefi
     [again] = (
         await bus.reclaim(stream, "g", "a", min_idle_ms=0, count=1, claims=claims(prefix, "a"))
     ).deliveries
-    assert again.entry_id == mine.entry_id and again.status == "new"
+    assert again.entry_id == mine.entry_id
+    assert again.status == "new"
 
 
 async def test_settle_marks_done_releases_appends_and_acks(
@@ -487,7 +492,8 @@ async def test_receive_counts_entries_trimmed_before_delivery(bus: Bus, new_stre
 
     received = await bus.receive([stream], "g", "c", count=1000, block_ms=0)
 
-    assert first.trimmed == {} and read == 1
+    assert first.trimmed == {}
+    assert read == 1
     kept = await bus.length(stream)
     assert 50 <= kept < 503
     assert len(received.deliveries) == kept
@@ -647,7 +653,9 @@ def test_wire_fields_are_flat_strings_and_round_trip() -> None:
     message = make(metadata={"a": "b"})
     fields = message.to_fields()
     assert set(fields) == {"v", "id", "type", "msg"}
-    assert fields["v"] == "1" and fields["id"] == message.message_id and fields["type"] == "request"
+    assert fields["v"] == "1"
+    assert fields["id"] == message.message_id
+    assert fields["type"] == "request"
     assert AgentMessage.from_fields(fields) == message
 
 
@@ -655,7 +663,9 @@ def test_message_defaults() -> None:
     message = AgentMessage(from_agent="engine", message_type="notification")
     assert len(message.message_id) == 32
     assert (message.to_sandbox, message.to_agent, message.from_sandbox) == ("broadcast", "any", "host")
-    assert message.priority == 5 and message.version == 1 and message.workspace_id == "default"
+    assert message.priority == 5
+    assert message.version == 1
+    assert message.workspace_id == "default"
     assert message.timestamp.tzinfo is not None
 
 

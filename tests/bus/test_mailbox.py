@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,10 +50,10 @@ async def engine(boxes: Callable[..., Mailbox]) -> Mailbox:
 
 
 @pytest.fixture
-async def analyst(boxes: Callable[..., Mailbox]) -> AsyncIterator[Mailbox]:
+async def analyst(boxes: Callable[..., Mailbox]) -> Mailbox:
     box = boxes("analyst")
     await box.register()
-    yield box
+    return box
 
 
 def note(sender: Mailbox, to: str = "analyst", **changes: Any) -> AgentMessage:
@@ -99,7 +99,8 @@ async def test_a_message_reaches_its_recipient_once(engine: Mailbox, analyst: Ma
     assert await engine.send(sent) == ["analyst"]
 
     [envelope] = await analyst.receive(block_ms=0)
-    assert envelope.message == sent and envelope.deliveries == 1
+    assert envelope.message == sent
+    assert envelope.deliveries == 1
     assert analyst.in_flight == 1
     await analyst.complete([envelope])
 
@@ -511,7 +512,8 @@ async def test_a_short_retention_bounds_the_inbox_and_counts_what_it_trimmed(
 
 async def test_a_mailbox_registers_one_lane_per_priority(bus: Bus, analyst: Mailbox, workspace: str) -> None:
     assert analyst.lanes == inbox_lanes(workspace, "analyst")
-    assert analyst.lanes[0].endswith(":inbox:analyst:p9") and analyst.lanes[-1].endswith(":p0")
+    assert analyst.lanes[0].endswith(":inbox:analyst:p9")
+    assert analyst.lanes[-1].endswith(":p0")
     assert await bus.map_get(f"rt:{{{workspace}}}:members") == {"analyst": "host"}
 
 

@@ -72,7 +72,8 @@ async def test_start_registers_the_agent_card_and_membership(
         ["echo", "repeat"],
         "sb-1",
     )
-    assert card.status == "online" and card.meta == {"v": "1"}
+    assert card.status == "online"
+    assert card.meta == {"v": "1"}
     assert (await bus.map_get(members_key(workspace)))["echo"] == "sb-1"
     assert [c.agent for c in await agent.registry.discover(capability="repeat")] == ["echo"]
 
@@ -85,7 +86,8 @@ async def test_the_heartbeat_keeps_a_running_agent_online(agents: Callable[..., 
     assert agent.reconnects == 0
     assert await agent.registry.sweep() == []
     card = await agent.registry.get("echo")
-    assert card is not None and card.status == "online"
+    assert card is not None
+    assert card.status == "online"
 
 
 @both
@@ -156,7 +158,8 @@ async def test_on_message_filters_by_type_and_topic_and_a_topic_filter_subscribe
         return sorted(seen["all"]) == ["b1", "b2", "d1"]
 
     await eventually(all_seen)
-    assert seen["news"] == ["b1"] and seen["commands"] == []
+    assert seen["news"] == ["b1"]
+    assert seen["commands"] == []
 
 
 @both
@@ -211,7 +214,8 @@ async def test_a_failing_notification_handler_is_retried_then_dead_lettered(
 
     await eventually(dead)
     [(_, letter)] = await fetch_dead_letters(bus, workspace)
-    assert letter.reason == "handler_failed" and letter.message_id == sent.message_id
+    assert letter.reason == "handler_failed"
+    assert letter.message_id == sent.message_id
     assert calls == [sent.message_id] * FAST.max_deliveries
 
 
@@ -395,12 +399,14 @@ async def test_redis_restarted_mid_stream_loses_nothing_and_the_agent_reconnects
             return await producer_bus.pending_count(inbox_key("restart", "consumer", 5), "inbox") == 0
 
         await eventually(all_settled)
-        assert len(sent) == total and refused  # the server was away while the producer sent
+        assert len(sent) == total
+        assert refused  # the server was away while the producer sent
         assert set(handled) == set(sent)
         assert set(handled.values()) == {1}
         assert agent.reconnects >= 1
         card = await agent.registry.get("consumer")
-        assert card is not None and card.status == "online"
+        assert card is not None
+        assert card.status == "online"
     finally:
         await agent.stop()
         await producer_bus.close()

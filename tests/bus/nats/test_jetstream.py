@@ -195,7 +195,8 @@ async def test_entries_the_server_gave_up_on_are_kept_on_the_dead_letter_subject
         assert await bus.pending_count(stream, "g") == 0
     finally:
         await bus.close()
-    assert advisory["stream"] == stream_name(stream) and advisory["consumer"] == "g"
+    assert advisory["stream"] == stream_name(stream)
+    assert advisory["consumer"] == "g"
     assert (advisory["stream_seq"], advisory["deliveries"]) == (int(entry_id.split("-")[0]), 2)
 
 

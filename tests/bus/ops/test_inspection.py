@@ -109,7 +109,8 @@ def test_entry_id_before_and_entry_time() -> None:
     assert entry_id_before("5-0") == f"4-{2**64 - 1}"
     assert entry_id_before("0-0") is None
     at = entry_time("1700000000000-4")
-    assert at is not None and at.isoformat() == "2023-11-14T22:13:20+00:00"
+    assert at is not None
+    assert at.isoformat() == "2023-11-14T22:13:20+00:00"
     assert entry_time("42-0") is None  # a NATS sequence number is not a time
 
 
@@ -136,7 +137,8 @@ async def test_reading_after_the_id_before_a_time_starts_at_the_first_entry_sinc
     assert await since(datetime(2000, 1, 1, tzinfo=UTC)) == [early, *late]
     assert await since(after_all) == []
     info = await bus.stream_info(stream)
-    assert info is not None and [g.name for g in info.groups] == ["g"]  # no trace of the seeking
+    assert info is not None
+    assert [g.name for g in info.groups] == ["g"]  # no trace of the seeking
 
 
 async def test_nats_pending_entry_is_approximated_from_the_ack_floor(

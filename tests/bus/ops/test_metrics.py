@@ -152,7 +152,9 @@ async def test_mailboxes_made_before_install_or_after_uninstall_are_not_watched(
         during = Mailbox(redis_bus, workspace, "engine")
     after = Mailbox(redis_bus, workspace, "late")
     assert set(metrics.totals()) == {(workspace, "engine")}
-    assert before.agent and during.agent and after.agent
+    assert before.agent
+    assert during.agent
+    assert after.agent
 
 
 async def test_the_asgi_app_serves_the_page_for_a_later_mount(metrics: BusMetrics) -> None:
@@ -175,7 +177,7 @@ async def test_a_port_in_use_is_an_os_error(metrics: BusMetrics) -> None:
     server = await metrics.serve(free_port())
     try:
         port = int(server.url.rsplit(":", 1)[1].split("/")[0])
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="(?i)address already in use"):
             await metrics.serve(port)
     finally:
         await server.close()

@@ -69,7 +69,8 @@ async def test_a_consumer_killed_mid_handling_leaves_its_message_to_another_whic
 
         assert await markers.lrange(marker, 0, -1) == [sent.message_id]
         assert handled == [sent.message_id]
-        assert rescuer.stats.reclaimed == 1 and rescuer.stats.handled == 1
+        assert rescuer.stats.reclaimed == 1
+        assert rescuer.stats.handled == 1
         assert await bus.pending_count(inbox_key(workspace, "analyst", sent.priority), "inbox") == 0
     finally:
         if victim.returncode is None:
