@@ -68,7 +68,7 @@ class Recorder:
 
 
 def origin(user: str = "U1", channel: str = "C1", platform: str = "discord", **kw: Any) -> ChatOrigin:
-    return ChatOrigin(platform=platform, channel_id=channel, user_id=user, **kw)  # type: ignore[arg-type]
+    return ChatOrigin(platform=platform, channel_id=channel, user_id=user, **kw)
 
 
 @pytest.fixture
@@ -257,6 +257,7 @@ async def test_a_flaky_llm_still_gives_a_result_with_a_degraded_notice(
 async def test_a_result_that_cannot_be_posted_is_reported_not_swallowed(chat: ChatService) -> None:
     rec = Recorder(fail_on="finished")
     outcome = await chat.handle("!roundtable Tabs? --rounds 1", origin(), rec)
+    assert isinstance(outcome, Started)
     await finish(outcome)
     message = rec.last("failed")
     assert "could not be posted" in message

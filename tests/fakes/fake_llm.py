@@ -499,12 +499,16 @@ class _Generator:
             "integer": self.integer,
             "number": self.number,
             "boolean": self.boolean,
-            "null": lambda schema, path: None,
+            "null": self.null,
         }
-        return generators.get(_kind(schema), self.string)(schema, path)
+        generate = generators.get(_kind(schema)) or self.string
+        return generate(schema, path)
 
     def boolean(self, schema: dict[str, Any], path: str) -> bool:
         return self.pick(path, 2) == 1
+
+    def null(self, schema: dict[str, Any], path: str) -> None:
+        return None
 
     def object(self, schema: dict[str, Any], path: str) -> dict[str, Any]:
         properties: dict[str, Any] = schema.get("properties") or {}

@@ -177,7 +177,7 @@ async def test_a_port_in_use_is_an_os_error(metrics: BusMetrics) -> None:
     server = await metrics.serve(free_port())
     try:
         port = int(server.url.rsplit(":", 1)[1].split("/")[0])
-        with pytest.raises(OSError, match="(?i)address already in use"):
+        with pytest.raises(OSError, match=r"(?i)address already in use"):
             await metrics.serve(port)
     finally:
         await server.close()
