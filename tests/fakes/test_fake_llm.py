@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # installed with litellm
+import jsonschema  # installed with litellm
 import pytest
 
 from engine.schemas import DISCUSSION_SCHEMA, PROPOSAL_SCHEMA, ballot_schema

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # installed with litellm
+import jsonschema  # installed with litellm
 import pytest
 
 from engine.errors import LLMError, ModelNotConfigured
