@@ -13,7 +13,7 @@ demo: setup
 lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy engine bus llms storage bot personas adapters
+	$(VENV)/mypy engine bus llms storage bot personas adapters tests bench examples
 	$(VENV)/lint-imports
 
 unit:

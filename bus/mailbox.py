@@ -335,20 +335,7 @@ class Mailbox:
                 continue
             if message is None:
                 builder.dead(delivery, "malformed", delivery.error or "unreadable entry", delivery.deliveries)
-            elif delivery.status == "done":
-                builder.duplicate(delivery)
-            elif delivery.deliveries > self.config.max_deliveries:
-                attempts = delivery.deliveries - 1
-                builder.dead(
-                    delivery, "max_deliveries", f"handed out {attempts} times, never settled", attempts
-                )
-            elif message.is_expired(now):
-                assert message.ttl is not None
-                detail = f"ttl {message.ttl:g}s from {message.timestamp.isoformat()} passed"
-                builder.dead(delivery, "expired", detail, delivery.deliveries)
-            elif policy is not None and (reason := policy.refusal(message)) is not None:
-                builder.refused(delivery, message, policy, reason)
-            else:
+            elif not self._turned_away(delivery, message, builder, policy, now):
                 envelope = Envelope(message, delivery)
                 self._in_flight[envelope.key] = envelope
                 working.add(message.message_id)
@@ -363,6 +350,31 @@ class Mailbox:
                 raise
             builder.count()
         return ready
+
+    def _turned_away(
+        self,
+        delivery: Delivery,
+        message: AgentMessage,
+        builder: _Settling,
+        policy: CommandPolicy | None,
+        now: datetime,
+    ) -> bool:
+        """Settle a readable delivery that is not to be handled: a duplicate, one handed out too often,
+        an expired one, or a command the policy refuses. Whether it was one of those."""
+        if delivery.status == "done":
+            builder.duplicate(delivery)
+        elif delivery.deliveries > self.config.max_deliveries:
+            attempts = delivery.deliveries - 1
+            builder.dead(delivery, "max_deliveries", f"handed out {attempts} times, never settled", attempts)
+        elif message.is_expired(now):
+            assert message.ttl is not None
+            detail = f"ttl {message.ttl:g}s from {message.timestamp.isoformat()} passed"
+            builder.dead(delivery, "expired", detail, delivery.deliveries)
+        elif policy is not None and (reason := policy.refusal(message)) is not None:
+            builder.refused(delivery, message, policy, reason)
+        else:
+            return False
+        return True
 
     def _note_trimmed(self, trimmed: Mapping[str, int]) -> None:
         for stream, count in trimmed.items():

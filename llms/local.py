@@ -139,10 +139,9 @@ class LocalModel:
     def _load(self) -> Any:
         if self._llama is None:
             import llama_cpp
-            import llama_cpp._logger
 
-            # llama.cpp reports through this logger even with verbose=False.
-            llama_cpp._logger.logger.setLevel(logging.CRITICAL)
+            # llama.cpp reports through llama-cpp-python's logger even with verbose=False.
+            logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
             started = time.perf_counter()
             self._llama = llama_cpp.Llama(
                 model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False

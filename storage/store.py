@@ -251,10 +251,11 @@ class SqlStore:
             SessionNotFound: no session has that id.
         """
         async with self._begin() as connection:
-            row = (await connection.execute(select(sessions).where(sessions.c.id == session_id))).first()
+            found = await connection.execute(select(sessions).where(sessions.c.id == session_id))
+            row = found.mappings().first()
         if row is None:
             raise _not_found(session_id)
-        return _record(row._mapping)
+        return _record(row)
 
     async def list_sessions(self, *, status: str | None = None, limit: int = 50) -> list[SessionRecord]:
         """Stored sessions, newest first, optionally only those with `status`.
@@ -269,7 +270,7 @@ class SqlStore:
             query = query.where(sessions.c.status == check_status(status))
         async with self._begin() as connection:
             rows = await connection.execute(query)
-            return [_record(row._mapping) for row in rows]
+            return [_record(row) for row in rows.mappings()]
 
     async def running_sessions(self) -> list[SessionRecord]:
         """Every session still marked running, oldest first: the ones to resume at start."""
@@ -280,7 +281,7 @@ class SqlStore:
         )
         async with self._begin() as connection:
             rows = await connection.execute(query)
-            return [_record(row._mapping) for row in rows]
+            return [_record(row) for row in rows.mappings()]
 
     async def set_status(self, session_id: str, status: str) -> None:
         """Mark the session `status`, e.g. failed after a crash that left no event, or running to resume.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def free_port() -> int:
+    """A local TCP port nothing listens on: bound a moment ago, then released."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

@@ -92,7 +92,8 @@ def as_json(*args: str, env: dict[str, str]) -> Any:
 def one_line_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), proc.stderr
     return lines[0]
 
 
@@ -197,7 +198,8 @@ def test_dlq_list_shows_each_dead_letter_with_its_reason(shared: tuple[Scene, di
     newest, text = in_parallel(("dlq", "list", "--limit", "1", "--json"), ("dlq", "list"), env=env)
     assert [row["id"] for row in json.loads(newest.stdout)["letters"]] == [page["letters"][-1]["id"]]
     assert text.returncode == 0, text.stderr
-    assert "handler_failed" in text.stdout and "3 of 3 dead letters" in text.stdout
+    assert "handler_failed" in text.stdout
+    assert "3 of 3 dead letters" in text.stdout
 
 
 def test_dlq_show_gives_the_original_message_by_letter_id_or_message_id(
@@ -220,13 +222,16 @@ def test_dlq_show_gives_the_original_message_by_letter_id_or_message_id(
     view = json.loads(by_id.stdout)
     assert view["message"]["message_id"] == scene.failed.message_id
     assert view["message"]["content"] == {"n": 0}
-    assert view["stream"] == scene.lane and view["deliveries"] == 1
+    assert view["stream"] == scene.lane
+    assert view["deliveries"] == 1
     assert json.loads(by_message.stdout)["id"] == failed["id"]
     assert json.loads(junk.stdout)["message"] is None
     assert json.loads(junk.stdout)["original"] == {"junk": "not a message"}
-    assert text.returncode == 0 and "the handler broke" in text.stdout
+    assert text.returncode == 0
+    assert "the handler broke" in text.stdout
     line = one_line_error(unknown)
-    assert "no dead letter '1-1'" in line and "roundtable bus dlq list" in line
+    assert "no dead letter '1-1'" in line
+    assert "roundtable bus dlq list" in line
 
 
 def test_dlq_replay_sends_the_message_again_with_a_fresh_delivery_count_once(
@@ -237,10 +242,12 @@ def test_dlq_replay_sends_the_message_again_with_a_fresh_delivery_count_once(
 
     [outcome] = as_json("dlq", "replay", failed["id"], env=env)
 
-    assert outcome["status"] == "replayed" and outcome["stream"] == scene.lane
+    assert outcome["status"] == "replayed"
+    assert outcome["stream"] == scene.lane
     assert receive_once(redis.url, workspace, "analyst") == [(scene.failed.message_id, 1)]
     again, listed = in_parallel(("dlq", "replay", failed["id"]), ("dlq", "list", "--json"), env=env)
-    assert again.returncode == 1 and "replayed already" in again.stdout
+    assert again.returncode == 1
+    assert "replayed already" in again.stdout
     marks = {r["id"]: r["replayed"] for r in json.loads(listed.stdout)["letters"]}
     assert marks[failed["id"]]["entry_id"] == outcome["entry_id"]  # the letter is kept, and marked
 
@@ -255,7 +262,8 @@ def test_dlq_replay_all_skips_what_cannot_be_sent_and_what_was_sent(
     assert outcomes[scene.failed.message_id]["status"] == "replayed"
     assert outcomes[scene.expired.message_id]["status"] == "skipped"
     assert "ttl passed" in outcomes[scene.expired.message_id]["reason"]
-    assert outcomes[""]["status"] == "skipped" and "not a message" in outcomes[""]["reason"]
+    assert outcomes[""]["status"] == "skipped"
+    assert "not a message" in outcomes[""]["reason"]
     second = as_json("dlq", "replay", "--all", env=env)
     assert [o["status"] for o in second] == ["skipped"] * 3
     assert receive_once(redis.url, workspace, "analyst") == [(scene.failed.message_id, 1)]
@@ -284,8 +292,10 @@ def test_find_locates_a_message_and_where_it_stands(shared: tuple[Scene, dict[st
     assert {"dead_letter", "message"} <= {h["kind"] for h in json.loads(failed.stdout)}
     [state] = json.loads(pending.stdout)[0]["groups"]
     assert (state["state"], state["deliveries"]) == ("pending", 1)
-    assert waiting.returncode == 0 and "group inbox: waiting" in waiting.stdout
-    assert missing.returncode == 1 and "no entry has message id 'no-such-id'" in missing.stdout
+    assert waiting.returncode == 0
+    assert "group inbox: waiting" in waiting.stdout
+    assert missing.returncode == 1
+    assert "no entry has message id 'no-such-id'" in missing.stdout
 
 
 def test_replay_reads_a_stream_back_from_an_id_or_a_time(
@@ -299,7 +309,8 @@ def test_replay_reads_a_stream_back_from_an_id_or_a_time(
         scene.failed.message_id,
         *(m.message_id for m in scene.handled),
     ]
-    assert everything[4]["message"] is None and everything[4]["fields"] == {"junk": "not a message"}
+    assert everything[4]["message"] is None
+    assert everything[4]["fields"] == {"junk": "not a message"}
 
     start, since, future, text = in_parallel(
         ("replay", "inbox:analyst:p5", "--from", ids[2], "--json"),
@@ -312,7 +323,8 @@ def test_replay_reads_a_stream_back_from_an_id_or_a_time(
     assert [e["entry_id"] for e in json.loads(start.stdout)] == ids[2:]
     assert [e["entry_id"] for e in json.loads(since.stdout)] == ids
     assert json.loads(future.stdout) == []
-    assert text.returncode == 0 and "engine → analyst" in text.stdout
+    assert text.returncode == 0
+    assert "engine → analyst" in text.stdout
     assert "2 entries; --limit shows more" in text.stdout
     assert pending_count(redis.url, scene.lane) == 0  # read back, not consumed: nothing pending
 
@@ -327,7 +339,8 @@ def test_replay_refuses_bad_input_in_one_line(shared: tuple[Scene, dict[str, str
         env=env,
     )
     line = one_line_error(unknown)
-    assert "no stream 'inbox:nobody:p5'" in line and "inbox:analyst:p5" in line
+    assert "no stream 'inbox:nobody:p5'" in line
+    assert "inbox:analyst:p5" in line
     assert "entry id 'x' is not a stream id" in one_line_error(start)
     assert "not in workspace" in one_line_error(elsewhere)
     assert "--limit" in one_line_error(limit)
@@ -344,7 +357,8 @@ def test_an_invalid_argument_is_named_by_its_flag(shared: tuple[Scene, dict[str,
     )
     line = one_line_error(since)
     assert line.startswith("error: --since 'yesterday' is not a time;")
-    assert "2025-01-31T12:00:00Z" in line and "90s, 10m, 2h, 1d" in line  # the forms it takes
+    assert "2025-01-31T12:00:00Z" in line  # the forms it takes
+    assert "90s, 10m, 2h, 1d" in line
     assert one_line_error(both) == "error: --from and --since cannot be given together; give one or the other"
     assert one_line_error(blank).startswith("error: MESSAGE_ID is blank;")
 
@@ -377,10 +391,12 @@ def test_stats_shows_length_pending_lag_and_consumers_per_stream(
     assert [c["pending"] for c in skeptic["consumers"]] == [1]
     [analyst] = rows["inbox:analyst:p5"]["groups"]
     assert (rows["inbox:analyst:p5"]["length"], analyst["pending"], analyst["lag"]) == (5, 0, 0)
-    assert rows["dlq"]["length"] == 3 and rows["dlq"]["groups"] == []
+    assert rows["dlq"]["length"] == 3
+    assert rows["dlq"]["groups"] == []
     lanes = [row for row in json.loads(everything.stdout) if ":inbox:" in row["stream"]]
     assert len(lanes) == 2 * 10  # every lane of both agents
-    assert text.returncode == 0 and "inbox:skeptic:p5" in text.stdout
+    assert text.returncode == 0
+    assert "inbox:skeptic:p5" in text.stdout
 
 
 # --- metrics of a worker --------------------------------------------------------------------------
@@ -482,4 +498,5 @@ def test_a_taken_metrics_port_is_one_line(
             timeout=60,
         )
     line = one_line_error(proc, 1)
-    assert f"cannot serve metrics on 127.0.0.1:{port}" in line and "--metrics-port" in line
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in line
+    assert "--metrics-port" in line

@@ -152,7 +152,8 @@ def test_ask_json_prints_one_document_and_the_session_id_first(
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert proc.stderr.splitlines()[0] == f"session {doc['session_id']}"
-    assert doc["status"] == "completed" and doc["voting_rule"] == "majority"
+    assert doc["status"] == "completed"
+    assert doc["voting_rule"] == "majority"
     assert doc["usage"]["llm_calls"] == fake_llm.request_count
 
     shown = json.loads(roundtable("show", doc["session_id"], "--json", env=env).stdout)
@@ -160,12 +161,14 @@ def test_ask_json_prints_one_document_and_the_session_id_first(
     listed = json.loads(roundtable("sessions", "--json", env=env).stdout)
     assert [s["id"] for s in listed] == [doc["session_id"]]
     stats = json.loads(roundtable("stats", "--json", env=env).stdout)
-    assert stats["rules"][0]["voting_rule"] == "majority" and stats["rules"][0]["sessions"] == 1
+    assert stats["rules"][0]["voting_rule"] == "majority"
+    assert stats["rules"][0]["sessions"] == 1
     recount = roundtable("retally", doc["session_id"], "--voting", "unanimity", "--json", env=env)
     assert recount.returncode == 0, recount.stderr
     assert json.loads(recount.stdout)["tally"]["rule"] == "unanimity"
     mismatch = roundtable("retally", doc["session_id"], "--voting", "ranked", env=env)
-    assert mismatch.returncode == 2 and "needs 'ranking'" in mismatch.stderr
+    assert mismatch.returncode == 2
+    assert "needs 'ranking'" in mismatch.stderr
 
 
 def test_without_a_redis_url_a_private_redis_server_serves_and_stops(
@@ -183,7 +186,9 @@ def test_without_a_redis_url_a_private_redis_server_serves_and_stops(
 def test_ask_renders_a_readable_result(env: dict[str, str]) -> None:
     proc = roundtable("ask", "Tabs or spaces?", "--rounds", "1", "--seed", "3", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "consensus" in proc.stdout and "Votes" in proc.stdout and "proposed by" in proc.stdout
+    assert "consensus" in proc.stdout
+    assert "Votes" in proc.stdout
+    assert "proposed by" in proc.stdout
     assert "█" in proc.stdout
 
 
@@ -237,7 +242,8 @@ def test_ask_killed_mid_round_resumes_without_repeating_turns(
     resumed = roundtable("resume", session_id, "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads(resumed.stdout)
-    assert doc["status"] == "completed" and doc["rounds_run"] == 3
+    assert doc["status"] == "completed"
+    assert doc["rounds_run"] == 3
     assert len(doc["transcript"]) == 15
     # Every turn of the final document was paid for exactly once: turns finished before the kill were
     # not asked again, so the resumed run made at most (25 - completed) calls.
@@ -269,7 +275,8 @@ def test_worker_serves_personas_until_terminated(env: dict[str, str]) -> None:
 def test_worker_refuses_bad_personas(args: list[str], message: str, env: dict[str, str]) -> None:
     proc = roundtable("worker", *args, env=env)
     assert proc.returncode == 2
-    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -289,4 +296,6 @@ def test_a_bot_without_its_token_says_where_to_get_one(
     result = roundtable(*args, env=env)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {unset} is not set") and expected in lines[0]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {unset} is not set")
+    assert expected in lines[0]

@@ -24,6 +24,7 @@ from redis import Redis
 from bus import AgentCard, BusEvent, RedisBus, Registry, fetch_events
 from bus.addressing import INBOX_GROUP, inbox_lanes
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import agent_of
 from tests.servers import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,11 +166,6 @@ def register(env: dict[str, str], card: AgentCard) -> None:
     asyncio.run(write())
 
 
-def agent_of(body: dict[str, Any]) -> str:
-    match = re.search(r"You are (\w+)", body["messages"][0]["content"])
-    return match.group(1).lower() if match else "?"
-
-
 def test_two_workers_serve_the_team_sharing_each_persona_and_each_turn_is_answered_once(
     env: dict[str, str], fake_llm: FakeLLM, workers: list[Worker]
 ) -> None:
@@ -186,7 +182,8 @@ def test_two_workers_serve_the_team_sharing_each_persona_and_each_turn_is_answer
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert proc.stderr.splitlines()[0] == f"session {doc['session_id']}"
-    assert doc["status"] == "completed" and doc["degraded"] == []
+    assert doc["status"] == "completed"
+    assert doc["degraded"] == []
     assert [t["agent"] for t in doc["transcript"]] == ["analyst", "skeptic"]
     # Every turn was answered by one worker only: the model was called once per turn, no more.
     assert fake_llm.request_count == doc["usage"]["llm_calls"] > 0
@@ -233,7 +230,8 @@ def test_external_agents_on_the_in_memory_bus_is_refused_in_one_line(env: dict[s
     )
     assert proc.returncode == 1
     [line] = proc.stderr.strip().splitlines()
-    assert "in-memory bus" in line and "ROUNDTABLE_BUS_URL" in line
+    assert "in-memory bus" in line
+    assert "ROUNDTABLE_BUS_URL" in line
 
 
 def test_a_worker_killed_mid_turn_is_replaced_by_another_and_the_session_is_not_degraded(
@@ -364,7 +362,8 @@ def test_resume_with_external_agents_finishes_a_killed_session_on_the_workers(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["session_id"] == session_id and doc["status"] == "completed"
+    assert doc["session_id"] == session_id
+    assert doc["status"] == "completed"
     assert [t["agent"] for t in doc["transcript"]] == ["analyst", "skeptic"]
     resumed = [(agent_of(b), schema_name(b)) for b in fake_llm.requests[calls_before:]]
     assert ("skeptic", "discussion_turn") in resumed, "the missing turn was asked for"

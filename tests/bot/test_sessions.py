@@ -12,8 +12,8 @@ import pytest
 from bot import BadRequest, Runtime, SessionRequest, SessionRunner, Settings
 from engine.errors import BusUnavailable, RuleMismatch
 from engine.voting import TallyInput, TallyResult, tally
-from tests.bot.conftest import agent_of, discussion, is_repair, schema_of
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import agent_of, discussion, is_repair, schema_of
 from tests.servers import RedisProcess
 
 CONTRACT_KEYS = {

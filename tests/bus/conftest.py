@@ -7,18 +7,15 @@ only touch keys under a fresh prefix, and delete them afterwards, so a shared se
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import nats
 import pytest
-from redis.asyncio import Redis
 
 from bus import Bus, InMemoryBus, NatsBus, RedisBus
-from bus.nats.names import CLAIMS_BUCKET, MAPS_BUCKET, workspace_subjects
 from bus.redis.server import PrivateRedis, redis_server_binary
+from tests.helpers import delete_nats_prefix, delete_redis_prefix, workspace_of
 from tests.servers import NatsProcess, nats_server_binary
 
 BACKENDS = ["memory", "redis", "nats"]
@@ -66,6 +63,12 @@ def prefix() -> str:
 
 
 @pytest.fixture
+def workspace(prefix: str) -> str:
+    """The workspace named by the test's prefix: its keys are deleted with the prefix's."""
+    return workspace_of(prefix)
+
+
+@pytest.fixture
 def new_stream(prefix: str) -> Callable[..., str]:
     """Names streams under this test's prefix."""
 
@@ -89,35 +92,10 @@ async def bus(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Bus]
         backend = NatsBus(server)
         yield backend
         await backend.close()
-        await _delete_nats_prefix(server, prefix)
+        await delete_nats_prefix(server, prefix)
         return
     url: str = request.getfixturevalue("redis_url")
     backend = RedisBus(url)
     yield backend
     await backend.close()
-    await _delete_prefix(url, prefix)
-
-
-async def _delete_prefix(url: str, prefix: str) -> None:
-    client = Redis.from_url(url, decode_responses=True)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-async def _delete_nats_prefix(url: str, prefix: str) -> None:
-    """Delete the streams and KV keys of the test's workspace (`rt:{test-...}:` is the workspace)."""
-    subjects = workspace_subjects(prefix.split("{")[1].split("}")[0])
-    client = await nats.connect(url)
-    try:
-        names = await client.request("$JS.API.STREAM.NAMES", json.dumps({"subject": subjects}).encode())
-        for name in json.loads(names.data).get("streams") or []:
-            await client.request(f"$JS.API.STREAM.DELETE.{name}", b"")
-        for bucket in (CLAIMS_BUCKET, MAPS_BUCKET):
-            purge = json.dumps({"filter": f"$KV.{bucket}.{subjects}"}).encode()
-            await client.request(f"$JS.API.STREAM.PURGE.KV_{bucket}", purge)
-    finally:
-        await client.close()
+    await delete_redis_prefix(url, prefix)

@@ -31,6 +31,7 @@ from bus.backend import (
 )
 from bus.redis.server import PrivateRedis, redis_server_binary
 from engine.errors import BadRequest, BusUnavailable, ConfigError
+from tests.helpers import entry_ids, need
 
 NewStream = Callable[..., str]
 
@@ -43,17 +44,6 @@ def make(**changes: Any) -> AgentMessage:
         "content": {"question": "ship it?", "n": 3, "nested": {"ok": [1, 2.5, None]}},
     }
     return AgentMessage(**(fields | changes))
-
-
-def ids(deliveries: list[Delivery]) -> list[str]:
-    return [d.entry_id for d in deliveries]
-
-
-def need(bus: Bus, capability: str) -> None:
-    """Skip the rest of a test on a backend that says it cannot give `capability`, with its reason."""
-    reason = getattr(bus, "unsupported", {}).get(capability)
-    if reason:
-        pytest.skip(f"{bus.name} backend: {reason}")
 
 
 # --- the contract, once per backend ----------------------------------------------------------------
@@ -102,7 +92,7 @@ async def test_group_started_at_dollar_skips_earlier_entries(bus: Bus, new_strea
     await bus.ensure_group(stream, "all", start="0")
     later = await bus.publish(stream, make(content={"n": 2}))
 
-    assert ids(await bus.consume(stream, "late", "c", block_ms=0)) == [later]
+    assert entry_ids(await bus.consume(stream, "late", "c", block_ms=0)) == [later]
     assert len(await bus.consume(stream, "all", "c", block_ms=0)) == 2
 
 
@@ -117,7 +107,7 @@ async def test_consume_creates_a_missing_group_from_the_start(bus: Bus, new_stre
     await bus.ensure_group(stream, "g")
     await bus.delete(stream)
     first = await bus.publish(stream, make())
-    assert ids(await bus.consume(stream, "g", "c", block_ms=0)) == [first]
+    assert entry_ids(await bus.consume(stream, "g", "c", block_ms=0)) == [first]
 
 
 async def test_consumers_of_a_group_split_the_entries(bus: Bus, new_stream: NewStream) -> None:
@@ -129,7 +119,7 @@ async def test_consumers_of_a_group_split_the_entries(bus: Bus, new_stream: NewS
     second = await bus.consume(stream, "g", "c2", count=10, block_ms=0)
 
     assert len(first) == 3
-    assert sorted([*ids(first), *ids(second)], key=parse_entry_id) == published
+    assert sorted([*entry_ids(first), *entry_ids(second)], key=parse_entry_id) == published
     assert await bus.consume(stream, "g", "c1", block_ms=0) == []
 
 
@@ -138,8 +128,8 @@ async def test_every_group_sees_every_entry(bus: Bus, new_stream: NewStream) -> 
     await bus.ensure_group(stream, "audit")
     await bus.ensure_group(stream, "workers")
     published = [await bus.publish(stream, make()) for _ in range(3)]
-    assert ids(await bus.consume(stream, "audit", "a", block_ms=0)) == published
-    assert ids(await bus.consume(stream, "workers", "w", block_ms=0)) == published
+    assert entry_ids(await bus.consume(stream, "audit", "a", block_ms=0)) == published
+    assert entry_ids(await bus.consume(stream, "workers", "w", block_ms=0)) == published
 
 
 async def test_ack_removes_entries_from_pending(bus: Bus, new_stream: NewStream) -> None:
@@ -150,9 +140,9 @@ async def test_ack_removes_entries_from_pending(bus: Bus, new_stream: NewStream)
     got = await bus.consume(stream, "g", "c", block_ms=0)
     assert await bus.pending_count(stream, "g") == 3
 
-    assert await bus.ack(stream, "g", ids(got)[:2]) == 2
+    assert await bus.ack(stream, "g", entry_ids(got)[:2]) == 2
     assert await bus.pending_count(stream, "g") == 1
-    assert await bus.ack(stream, "g", ids(got)[:2]) == 0  # already acknowledged
+    assert await bus.ack(stream, "g", entry_ids(got)[:2]) == 0  # already acknowledged
     assert await bus.ack(stream, "g", []) == 0
 
 
@@ -195,7 +185,9 @@ async def test_reclaim_takes_at_most_count_oldest_first(bus: Bus, new_stream: Ne
     published = [await bus.publish(stream, make()) for _ in range(5)]
     await bus.consume(stream, "g", "c", block_ms=0)
 
-    assert ids((await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=2)).deliveries) == published[:2]
+    assert (
+        entry_ids((await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=2)).deliveries) == published[:2]
+    )
 
 
 async def test_reclaim_drops_and_counts_pending_entries_that_were_trimmed(
@@ -211,7 +203,7 @@ async def test_reclaim_drops_and_counts_pending_entries_that_were_trimmed(
 
     reclaimed = await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=1000)
 
-    assert lost.entry_id not in ids(reclaimed.deliveries)
+    assert lost.entry_id not in entry_ids(reclaimed.deliveries)
     assert reclaimed.trimmed == {stream: 1}
     assert await bus.pending_count(stream, "g") == 0
 
@@ -230,7 +222,7 @@ async def test_consume_wakes_when_a_message_is_published(bus: Bus, new_stream: N
     await asyncio.sleep(0.05)  # let the consumer start waiting; the outcome is the same if it has not
     entry_id = await bus.publish(stream, make())
 
-    assert ids(await asyncio.wait_for(waiting, timeout=10)) == [entry_id]
+    assert entry_ids(await asyncio.wait_for(waiting, timeout=10)) == [entry_id]
 
 
 async def test_a_cancelled_consume_leaves_the_bus_usable(bus: Bus, new_stream: NewStream) -> None:
@@ -244,7 +236,7 @@ async def test_a_cancelled_consume_leaves_the_bus_usable(bus: Bus, new_stream: N
         await waiting
 
     entry_id = await bus.publish(stream, make())
-    assert ids(await bus.consume(stream, "g", "c", block_ms=0)) == [entry_id]
+    assert entry_ids(await bus.consume(stream, "g", "c", block_ms=0)) == [entry_id]
 
 
 async def test_maxlen_trims_the_oldest_entries(bus: Bus, new_stream: NewStream) -> None:
@@ -255,7 +247,7 @@ async def test_maxlen_trims_the_oldest_entries(bus: Bus, new_stream: NewStream) 
 
     assert 20 <= await bus.length(stream) < 300
     remaining = await bus.consume(stream, "g", "c", count=1000, block_ms=0)
-    assert ids(remaining) == published[-len(remaining) :]
+    assert entry_ids(remaining) == published[-len(remaining) :]
 
 
 async def test_malformed_entries_come_back_as_errors(bus: Bus, new_stream: NewStream) -> None:
@@ -278,8 +270,9 @@ async def test_malformed_entries_come_back_as_errors(bus: Bus, new_stream: NewSt
     assert "not a valid AgentMessage" in errors[1]
     assert "unsupported wire version '9'" in errors[2]
     assert "differs from its message_id" in errors[3]
-    assert ok.message == good and ok.error is None
-    assert await bus.ack(stream, "g", ids(bad)) == 4
+    assert ok.message == good
+    assert ok.error is None
+    assert await bus.ack(stream, "g", entry_ids(bad)) == 4
 
 
 async def test_expired_messages_are_still_delivered(bus: Bus, new_stream: NewStream) -> None:
@@ -288,7 +281,8 @@ async def test_expired_messages_are_still_delivered(bus: Bus, new_stream: NewStr
     old = make(timestamp=datetime.now(UTC) - timedelta(minutes=5), ttl=1)
     await bus.publish(stream, old)
     [delivery] = await bus.consume(stream, "g", "c", block_ms=0)
-    assert delivery.message is not None and delivery.message.is_expired()
+    assert delivery.message is not None
+    assert delivery.message.is_expired()
 
 
 async def test_publish_refuses_an_invalid_message(bus: Bus, new_stream: NewStream) -> None:
@@ -393,13 +387,15 @@ async def test_receive_reads_streams_in_the_order_given(bus: Bus, new_stream: Ne
     first = await bus.receive([high, low], "g", "c", count=3, block_ms=0)
     second = await bus.receive([high, low], "g", "c", count=3, block_ms=0)
 
-    assert ids(first.deliveries) == [*high_ids, low_ids[0]]
-    assert ids(second.deliveries) == low_ids[1:]
+    assert entry_ids(first.deliveries) == [*high_ids, low_ids[0]]
+    assert entry_ids(second.deliveries) == low_ids[1:]
     assert [d.stream for d in first.deliveries] == [high, high, low]
     assert all(d.deliveries == 1 and d.status == "new" for d in first.deliveries)
-    assert first.trimmed == {} and second.trimmed == {}
+    assert first.trimmed == {}
+    assert second.trimmed == {}
     assert (await bus.receive([high, low], "g", "c", block_ms=0)).deliveries == []
-    assert await bus.pending_count(high, "g") == 2 and await bus.pending_count(low, "g") == 3
+    assert await bus.pending_count(high, "g") == 2
+    assert await bus.pending_count(low, "g") == 3
 
 
 async def test_receive_waits_for_an_entry_on_any_stream(bus: Bus, new_stream: NewStream) -> None:
@@ -410,7 +406,7 @@ async def test_receive_waits_for_an_entry_on_any_stream(bus: Bus, new_stream: Ne
     entry_id = await bus.publish(low, make())
 
     received = await asyncio.wait_for(waiting, timeout=10)
-    assert ids(received.deliveries) == [entry_id]
+    assert entry_ids(received.deliveries) == [entry_id]
 
 
 async def test_receive_claims_message_ids(bus: Bus, new_stream: NewStream, prefix: str) -> None:
@@ -432,7 +428,8 @@ async def test_receive_claims_message_ids(bus: Bus, new_stream: NewStream, prefi
     [again] = (
         await bus.reclaim(stream, "g", "a", min_idle_ms=0, count=1, claims=claims(prefix, "a"))
     ).deliveries
-    assert again.entry_id == mine.entry_id and again.status == "new"
+    assert again.entry_id == mine.entry_id
+    assert again.status == "new"
 
 
 async def test_settle_marks_done_releases_appends_and_acks(
@@ -496,7 +493,8 @@ async def test_receive_counts_entries_trimmed_before_delivery(bus: Bus, new_stre
 
     received = await bus.receive([stream], "g", "c", count=1000, block_ms=0)
 
-    assert first.trimmed == {} and read == 1
+    assert first.trimmed == {}
+    assert read == 1
     kept = await bus.length(stream)
     assert 50 <= kept < 503
     assert len(received.deliveries) == kept
@@ -529,7 +527,7 @@ async def test_touch_restarts_idle_time_without_counting_a_delivery(
     await bus.touch(stream, "g", "c", [kept.entry_id])
 
     # Only the untouched entry has been idle for 400 ms.
-    assert ids((await bus.reclaim(stream, "g", "r", min_idle_ms=400)).deliveries) == [left.entry_id]
+    assert entry_ids((await bus.reclaim(stream, "g", "r", min_idle_ms=400)).deliveries) == [left.entry_id]
     [again] = (await bus.reclaim(stream, "g", "r", min_idle_ms=0, count=1)).deliveries
     assert (again.entry_id, again.deliveries) == (kept.entry_id, 2)
 
@@ -656,7 +654,9 @@ def test_wire_fields_are_flat_strings_and_round_trip() -> None:
     message = make(metadata={"a": "b"})
     fields = message.to_fields()
     assert set(fields) == {"v", "id", "type", "msg"}
-    assert fields["v"] == "1" and fields["id"] == message.message_id and fields["type"] == "request"
+    assert fields["v"] == "1"
+    assert fields["id"] == message.message_id
+    assert fields["type"] == "request"
     assert AgentMessage.from_fields(fields) == message
 
 
@@ -664,7 +664,9 @@ def test_message_defaults() -> None:
     message = AgentMessage(from_agent="engine", message_type="notification")
     assert len(message.message_id) == 32
     assert (message.to_sandbox, message.to_agent, message.from_sandbox) == ("broadcast", "any", "host")
-    assert message.priority == 5 and message.version == 1 and message.workspace_id == "default"
+    assert message.priority == 5
+    assert message.version == 1
+    assert message.workspace_id == "default"
     assert message.timestamp.tzinfo is not None
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from bus import AgentMessage, InMemoryBus, NatsBus, RedisBus
 from bus.inspection import Inspectable, entry_id_before, entry_time, id_before_time
-from tests.bus.conftest import _delete_nats_prefix, _delete_prefix
+from tests.helpers import delete_nats_prefix, delete_redis_prefix
 
 NewStream = Callable[..., str]
 #: The backends that implement `Inspectable`.
@@ -31,13 +31,13 @@ async def bus(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Back
         nats_bus = NatsBus(server)
         yield nats_bus
         await nats_bus.close()
-        await _delete_nats_prefix(server, prefix)
+        await delete_nats_prefix(server, prefix)
         return
     url: str = request.getfixturevalue("redis_url")
     redis = RedisBus(url)
     yield redis
     await redis.close()
-    await _delete_prefix(url, prefix)
+    await delete_redis_prefix(url, prefix)
 
 
 def make(n: int = 0) -> AgentMessage:
@@ -109,7 +109,8 @@ def test_entry_id_before_and_entry_time() -> None:
     assert entry_id_before("5-0") == f"4-{2**64 - 1}"
     assert entry_id_before("0-0") is None
     at = entry_time("1700000000000-4")
-    assert at is not None and at.isoformat() == "2023-11-14T22:13:20+00:00"
+    assert at is not None
+    assert at.isoformat() == "2023-11-14T22:13:20+00:00"
     assert entry_time("42-0") is None  # a NATS sequence number is not a time
 
 
@@ -136,7 +137,8 @@ async def test_reading_after_the_id_before_a_time_starts_at_the_first_entry_sinc
     assert await since(datetime(2000, 1, 1, tzinfo=UTC)) == [early, *late]
     assert await since(after_all) == []
     info = await bus.stream_info(stream)
-    assert info is not None and [g.name for g in info.groups] == ["g"]  # no trace of the seeking
+    assert info is not None
+    assert [g.name for g in info.groups] == ["g"]  # no trace of the seeking
 
 
 async def test_nats_pending_entry_is_approximated_from_the_ack_floor(
@@ -161,7 +163,7 @@ async def test_nats_pending_entry_is_approximated_from_the_ack_floor(
         assert await nats_bus.pending_entry(stream, "g", ids[2]) is None
     finally:
         await nats_bus.close()
-        await _delete_nats_prefix(nats_url, prefix)
+        await delete_nats_prefix(nats_url, prefix)
 
 
 async def test_nats_lists_only_bus_streams_of_the_prefix(
@@ -181,8 +183,8 @@ async def test_nats_lists_only_bus_streams_of_the_prefix(
         assert await nats_bus.list_streams(prefix + "inbox:a:") == [new_stream("inbox:a:p5")]
     finally:
         await nats_bus.close()
-        await _delete_nats_prefix(nats_url, prefix)
-        await _delete_nats_prefix(nats_url, "rt:{other-" + prefix[4:])
+        await delete_nats_prefix(nats_url, prefix)
+        await delete_nats_prefix(nats_url, "rt:{other-" + prefix[4:])
 
 
 def test_every_backend_is_inspectable() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,15 +30,9 @@ from bus import (
 )
 from bus.addressing import inbox_key, inbox_lanes
 from engine.errors import BadRequest, CommandRefused, MessageExpired, UnknownRecipient
-from tests.bus.test_contract import need
+from tests.helpers import eventually, need
 
 FAST = DeliveryConfig(idle_timeout_s=0.15, block_ms=50, members_cache_s=0)
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    """The test's workspace: its keys fall under the test's prefix, deleted afterwards."""
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -56,10 +50,10 @@ async def engine(boxes: Callable[..., Mailbox]) -> Mailbox:
 
 
 @pytest.fixture
-async def analyst(boxes: Callable[..., Mailbox]) -> AsyncIterator[Mailbox]:
+async def analyst(boxes: Callable[..., Mailbox]) -> Mailbox:
     box = boxes("analyst")
     await box.register()
-    yield box
+    return box
 
 
 def note(sender: Mailbox, to: str = "analyst", **changes: Any) -> AgentMessage:
@@ -88,15 +82,6 @@ class Recorder:
         self.handled.append(message)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 10.0) -> None:
-    """Wait until `check` holds; fail the test if it never does."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
-
-
 async def serving(box: Mailbox, handler: Recorder, **options: Any) -> asyncio.Task[int]:
     return asyncio.create_task(box.serve(handler, **options))
 
@@ -114,7 +99,8 @@ async def test_a_message_reaches_its_recipient_once(engine: Mailbox, analyst: Ma
     assert await engine.send(sent) == ["analyst"]
 
     [envelope] = await analyst.receive(block_ms=0)
-    assert envelope.message == sent and envelope.deliveries == 1
+    assert envelope.message == sent
+    assert envelope.deliveries == 1
     assert analyst.in_flight == 1
     await analyst.complete([envelope])
 
@@ -526,7 +512,8 @@ async def test_a_short_retention_bounds_the_inbox_and_counts_what_it_trimmed(
 
 async def test_a_mailbox_registers_one_lane_per_priority(bus: Bus, analyst: Mailbox, workspace: str) -> None:
     assert analyst.lanes == inbox_lanes(workspace, "analyst")
-    assert analyst.lanes[0].endswith(":inbox:analyst:p9") and analyst.lanes[-1].endswith(":p0")
+    assert analyst.lanes[0].endswith(":inbox:analyst:p9")
+    assert analyst.lanes[-1].endswith(":p0")
     assert await bus.map_get(f"rt:{{{workspace}}}:members") == {"analyst": "host"}
 
 

@@ -16,7 +16,8 @@ def test_message_ids_are_uuid4_hex() -> None:
     for _ in range(1000):
         message_id = new_id()
         parsed = uuid.UUID(message_id)
-        assert parsed.hex == message_id and len(message_id) == 32
+        assert parsed.hex == message_id
+        assert len(message_id) == 32
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
 
 
@@ -26,7 +27,8 @@ def test_message_ids_do_not_repeat_in_a_process_or_its_forked_child() -> None:
         # Parent and child go on from the same memory: a generator state copied by fork would repeat.
         mine = {new_id() for _ in range(1000)}
         child = set(pool.apply(_ids_in_child))
-    assert len(child) == 1000 and not child & mine
+    assert len(child) == 1000
+    assert not child & mine
 
 
 def _ids_in_child() -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,13 @@ from bus import (
 )
 from bus.addressing import inbox_key
 from tests.bus.raw_agent import RawAgent, entry_of, new_message
+from tests.helpers import eventually
 
 #: The document describes Redis, so these tests run there.
 redis_only = pytest.mark.parametrize("bus", ["redis"], indirect=True)
 
 FAST = DeliveryConfig(idle_timeout_s=0.5, block_ms=50, members_cache_s=0)
 RAW_AGENT = Path(__file__).with_name("raw_agent.py")
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -70,14 +66,6 @@ async def sdk_agents(bus: Bus, workspace: str) -> AsyncIterator[Callable[..., Co
     yield make
     for agent in made:
         await agent.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
 
 
 async def shout(message: dict[str, Any]) -> dict[str, Any]:
@@ -140,14 +128,16 @@ async def test_a_raw_agent_is_registered_discovered_and_swept_offline_when_it_st
         ["shout"],
         {"language": "raw redis"},
     )
-    assert card.status == "online" and card.instances == ["raw-1"]
+    assert card.status == "online"
+    assert card.instances == ["raw-1"]
     assert [c.agent for c in await registry.discover(capability="shout")] == ["raw"]
 
     await asyncio.sleep(0.4)  # no heartbeat for longer than offline_after_s
     assert await registry.sweep() == ["raw"]
     await raw.heartbeat()
     card = await registry.get("raw")
-    assert card is not None and card.status == "online"
+    assert card is not None
+    assert card.status == "online"
     kinds = [(e.kind, e.agent, e.status) for _, e in await fetch_events(bus, workspace)]
     assert kinds[:2] == [("joined", "raw", "online"), ("status", "raw", "offline")]
 
@@ -165,7 +155,8 @@ async def test_our_request_and_task_are_answered_by_a_raw_agent(
         pass
     response = await asking
     assert response.content == {"shouted": "HELLO", "kind": None}
-    assert response.from_agent == "raw" and response.metadata["status"] == "ok"
+    assert response.from_agent == "raw"
+    assert response.metadata["status"] == "ok"
 
     tasking = asyncio.create_task(asker.collaborate_with("raw", {"text": "task"}, timeout=10))
     while not tasking.done() and not await raw.serve_once(shout, block_ms=200):
@@ -209,7 +200,8 @@ async def test_a_raw_requester_gets_its_task_done_by_a_container_agent(
     await agent.start()
     response = await raw.request("sdk", {"numbers": [2, 3]}, timeout_s=10, kind="task")
     assert response["content"] == {"sum": 5, "asked_by": "raw"}
-    assert response["metadata"]["status"] == "ok" and response["message_type"] == "response"
+    assert response["metadata"]["status"] == "ok"
+    assert response["message_type"] == "response"
 
 
 # --- idempotency across both sides ----------------------------------------------------------------
@@ -229,10 +221,12 @@ async def test_a_message_handled_by_one_side_is_skipped_by_the_other_consumer_of
     )
 
     await sender.send(first)
-    assert await raw.serve_once(shout) == 1 and raw.handled == [first.message_id]
+    assert await raw.serve_once(shout) == 1
+    assert raw.handled == [first.message_id]
     await sender.send(first)  # resent: the raw agent marked it done, so our consumer skips it
     [] = await ours.receive(block_ms=1000)
-    assert ours.stats.duplicates == 1 and ours.stats.handled == 0
+    assert ours.stats.duplicates == 1
+    assert ours.stats.handled == 0
 
     second = AgentMessage(
         from_agent="sender", to_agent="duo", message_type="notification", workspace_id=workspace
@@ -255,7 +249,8 @@ async def test_a_raw_dead_letter_reads_as_ours_and_ours_has_the_documented_field
 ) -> None:
     bad = entry_of(new_message("x", "raw", "notification", {}, workspace)) | {"v": "9"}
     await redis.xadd(raw.key("inbox", "raw", "p5"), bad)  # type: ignore[arg-type]
-    assert await raw.serve_once(shout) == 1 and raw.handled == []
+    assert await raw.serve_once(shout) == 1
+    assert raw.handled == []
     [(_, letter)] = await fetch_dead_letters(bus, workspace)
     assert (letter.reason, letter.agent, letter.group, letter.message_id) == (
         "malformed",

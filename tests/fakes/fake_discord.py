@@ -110,38 +110,53 @@ def limit_problems(payload: dict[str, Any], *, files: list[str] | None = None) -
         problems.append(f"embeds: {len(embeds)} > {EMBEDS_LIMIT}")
     total = 0
     for i, embed in enumerate(embeds):
-        where = f"embeds.{i}"
-        for key, limit in (("title", TITLE_LIMIT), ("description", DESCRIPTION_LIMIT)):
-            text = embed.get(key) or ""
-            total += len(text)
-            if len(text) > limit:
-                problems.append(f"{where}.{key}: {len(text)} > {limit}")
-        for key, limit in (("footer", FOOTER_LIMIT), ("author", AUTHOR_LIMIT)):
-            part = embed.get(key) or {}
-            text = part.get("text" if key == "footer" else "name") or ""
-            total += len(text)
-            if len(text) > limit:
-                problems.append(f"{where}.{key}: {len(text)} > {limit}")
-        fields_ = embed.get("fields") or []
-        if len(fields_) > FIELDS_LIMIT:
-            problems.append(f"{where}.fields: {len(fields_)} > {FIELDS_LIMIT}")
-        for j, fld in enumerate(fields_):
-            name, value = str(fld.get("name") or ""), str(fld.get("value") or "")
-            total += len(name) + len(value)
-            if not name.strip() or not value.strip():
-                problems.append(f"{where}.fields.{j}: name and value are required")
-            if len(name) > FIELD_NAME_LIMIT:
-                problems.append(f"{where}.fields.{j}.name: {len(name)} > {FIELD_NAME_LIMIT}")
-            if len(value) > FIELD_VALUE_LIMIT:
-                problems.append(f"{where}.fields.{j}.value: {len(value)} > {FIELD_VALUE_LIMIT}")
-        for key in ("image", "thumbnail"):
-            url = str((embed.get(key) or {}).get("url") or "")
-            named = url.removeprefix("attachment://")
-            if url.startswith("attachment://") and files is not None and named not in files:
-                problems.append(f"{where}.{key}: {url} names no uploaded file")
+        problems.extend(_embed_problems(f"embeds.{i}", embed, files))
+        total += _embed_characters(embed)
     if total > EMBED_TOTAL_LIMIT:
         problems.append(f"embeds: {total} characters > {EMBED_TOTAL_LIMIT}")
     problems.extend(_component_problems(payload.get("components") or []))
+    return problems
+
+
+def _embed_texts(embed: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(key, text, limit) of each single text of an embed: title, description, footer, author."""
+    return [
+        ("title", embed.get("title") or "", TITLE_LIMIT),
+        ("description", embed.get("description") or "", DESCRIPTION_LIMIT),
+        ("footer", (embed.get("footer") or {}).get("text") or "", FOOTER_LIMIT),
+        ("author", (embed.get("author") or {}).get("name") or "", AUTHOR_LIMIT),
+    ]
+
+
+def _embed_characters(embed: dict[str, Any]) -> int:
+    """The characters that count towards Discord's limit on all the embeds of a message together."""
+    fields_ = embed.get("fields") or []
+    texts = sum(len(text) for _, text, _ in _embed_texts(embed))
+    return texts + sum(len(str(f.get("name") or "")) + len(str(f.get("value") or "")) for f in fields_)
+
+
+def _embed_problems(where: str, embed: dict[str, Any], files: list[str] | None) -> list[str]:
+    problems = [
+        f"{where}.{key}: {len(text)} > {limit}"
+        for key, text, limit in _embed_texts(embed)
+        if len(text) > limit
+    ]
+    fields_ = embed.get("fields") or []
+    if len(fields_) > FIELDS_LIMIT:
+        problems.append(f"{where}.fields: {len(fields_)} > {FIELDS_LIMIT}")
+    for j, fld in enumerate(fields_):
+        name, value = str(fld.get("name") or ""), str(fld.get("value") or "")
+        if not name.strip() or not value.strip():
+            problems.append(f"{where}.fields.{j}: name and value are required")
+        if len(name) > FIELD_NAME_LIMIT:
+            problems.append(f"{where}.fields.{j}.name: {len(name)} > {FIELD_NAME_LIMIT}")
+        if len(value) > FIELD_VALUE_LIMIT:
+            problems.append(f"{where}.fields.{j}.value: {len(value)} > {FIELD_VALUE_LIMIT}")
+    for key in ("image", "thumbnail"):
+        url = str((embed.get(key) or {}).get("url") or "")
+        named = url.removeprefix("attachment://")
+        if url.startswith("attachment://") and files is not None and named not in files:
+            problems.append(f"{where}.{key}: {url} names no uploaded file")
     return problems
 
 
@@ -230,9 +245,8 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self._port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        [(_, port)] = self._runner.addresses  # the one socket bound above: (host, port)
+        self._port = int(port)
         return self
 
     async def stop(self) -> None:

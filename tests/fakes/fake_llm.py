@@ -212,14 +212,21 @@ class FakeLLM:
             if "seed" in knobs:
                 self._rng.seed(knobs["seed"])
 
-    def _record(self, body: dict[str, Any]) -> tuple[Knobs, float, float]:
+    # -- what the request handler calls -----------------------------------------------------------
+
+    def record_request(self, body: dict[str, Any]) -> tuple[Knobs, float, float]:
         """Record a chat request; return the knobs in force and two rolls of the RNG."""
         with self._lock:
             self._requests.append(body)
             self._count += 1
             return Knobs(**asdict(self._knobs)), self._rng.random(), self._rng.random()
 
-    def _stats(self) -> dict[str, Any]:
+    def wait_until_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the server stops or `timeout` passes; whether it stopped."""
+        return self._stopping.wait(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """What `GET /_stats` answers: the request count, how many bodies are kept, the knobs."""
         with self._lock:
             return {
                 "request_count": self._count,
@@ -227,7 +234,8 @@ class FakeLLM:
                 "knobs": asdict(self._knobs),
             }
 
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
+    def track_connection(self, conn: socket.socket, *, add: bool) -> None:
+        """Note an open (or closed) connection, so that `stop` can shut the ones still open."""
         with self._lock:
             if add:
                 self._connections.add(conn)
@@ -250,10 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.fake._track(self.connection, add=True)
+        self.server.fake.track_connection(self.connection, add=True)
 
     def finish(self) -> None:
-        self.server.fake._track(self.connection, add=False)
+        self.server.fake.track_connection(self.connection, add=False)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -267,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "fake"}]}
             )
         elif path == "/_stats":
-            self._send_json(200, self.server.fake._stats())
+            self._send_json(200, self.server.fake.stats())
         else:
             self._send_error(404, f"no route GET {path}", "not_found")
 
@@ -285,12 +293,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         fake = self.server.fake
-        knobs, error_roll, malformed_roll = fake._record(body)
+        knobs, error_roll, malformed_roll = fake.record_request(body)
         if knobs.stall:
-            fake._stopping.wait()
+            fake.wait_until_stopped()
             self.close_connection = True
             return
-        if knobs.latency_s > 0 and fake._stopping.wait(knobs.latency_s):
+        if knobs.latency_s > 0 and fake.wait_until_stopped(knobs.latency_s):
             self.close_connection = True
             return
         if error_roll < knobs.error_rate:
@@ -315,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as exc:
             self._send_error(400, str(exc), "invalid_request_error")
             return
-        self._send_json(200, fake._stats())
+        self._send_json(200, fake.stats())
 
     def _read_json(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -435,6 +443,16 @@ def _message_text(message: Any) -> str:
     return ""
 
 
+def _kind(schema: dict[str, Any]) -> str:
+    """The JSON type a schema asks for: the first non-null one of a list, else what its keys imply."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return next((str(k) for k in kind if k != "null"), "null")
+    if kind is None:
+        return "object" if "properties" in schema else "array" if "items" in schema else "string"
+    return str(kind)
+
+
 class _Generator:
     def __init__(self, root: dict[str, Any], seed: str) -> None:
         self.root = root
@@ -475,24 +493,22 @@ class _Generator:
             for part in schema["allOf"]:
                 merged.update(self.resolve(part))
             return self.value(merged, path)
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            kind = next((k for k in kind if k != "null"), "null")
-        if kind is None:
-            kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
-        if kind == "object":
-            return self.object(schema, path)
-        if kind == "array":
-            return self.array(schema, path)
-        if kind == "integer":
-            return self.integer(schema, path)
-        if kind == "number":
-            return self.number(schema, path)
-        if kind == "boolean":
-            return self.pick(path, 2) == 1
-        if kind == "null":
-            return None
-        return self.string(schema, path)
+        generators: dict[str, Callable[[dict[str, Any], str], Any]] = {
+            "object": self.object,
+            "array": self.array,
+            "integer": self.integer,
+            "number": self.number,
+            "boolean": self.boolean,
+            "null": self.null,
+        }
+        generate = generators.get(_kind(schema)) or self.string
+        return generate(schema, path)
+
+    def boolean(self, schema: dict[str, Any], path: str) -> bool:
+        return self.pick(path, 2) == 1
+
+    def null(self, schema: dict[str, Any], path: str) -> None:
+        return None
 
     def object(self, schema: dict[str, Any], path: str) -> dict[str, Any]:
         properties: dict[str, Any] = schema.get("properties") or {}

@@ -111,52 +111,76 @@ def _block_problems(block: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     if len(str(block.get("block_id", ""))) > MAX_BLOCK_ID:
         problems.append("block_id too long")
-    if kind == "section":
-        text = block.get("text")
-        fields_ = block.get("fields") or []
-        if text is None and not fields_:
-            problems.append("a section needs text or fields")
-        if text is not None:
-            problems.extend(_text_problems(text, MAX_SECTION_TEXT, "text"))
-        if len(fields_) > MAX_SECTION_FIELDS:
-            problems.append(f"{len(fields_)} fields, the limit is {MAX_SECTION_FIELDS}")
-        for f in fields_:
-            problems.extend(_text_problems(f, MAX_FIELD_TEXT, "field"))
-        if "accessory" in block:
-            problems.extend(_element_problems(block["accessory"]))
-    elif kind == "header":
-        text = block.get("text") or {}
-        if text.get("type") != "plain_text":
-            problems.append("a header's text must be plain_text")
-        problems.extend(_text_problems(text, MAX_HEADER_TEXT, "header"))
-    elif kind == "context":
-        elements = block.get("elements") or []
-        if not elements:
-            problems.append("a context needs elements")
-        if len(elements) > MAX_CONTEXT_ELEMENTS:
-            problems.append(f"{len(elements)} context elements, the limit is {MAX_CONTEXT_ELEMENTS}")
-        for element in elements:
-            if element.get("type") in ("mrkdwn", "plain_text"):
-                problems.extend(_text_problems(element, MAX_CONTEXT_TEXT, "context text"))
-    elif kind == "actions":
-        elements = block.get("elements") or []
-        if not elements:
-            problems.append("an actions block needs elements")
-        if len(elements) > MAX_ACTIONS_ELEMENTS:
-            problems.append(f"{len(elements)} actions, the limit is {MAX_ACTIONS_ELEMENTS}")
-        action_ids = [e.get("action_id") for e in elements if e.get("action_id")]
-        if len(action_ids) != len(set(action_ids)):
-            problems.append("action_ids repeat within the block")
-        for element in elements:
-            problems.extend(_element_problems(element))
-    elif kind == "image":
-        if len(str(block.get("alt_text", ""))) > MAX_IMAGE_ALT:
-            problems.append("alt_text too long")
-    elif kind == "divider":
-        pass
-    else:
-        problems.append(f"unknown block type {kind!r}")
+    check = _BLOCK_CHECKS.get(str(kind))
+    if check is None:
+        return [*problems, f"unknown block type {kind!r}"]
+    return problems + check(block)
+
+
+def _section_problems(block: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    text = block.get("text")
+    fields_ = block.get("fields") or []
+    if text is None and not fields_:
+        problems.append("a section needs text or fields")
+    if text is not None:
+        problems.extend(_text_problems(text, MAX_SECTION_TEXT, "text"))
+    if len(fields_) > MAX_SECTION_FIELDS:
+        problems.append(f"{len(fields_)} fields, the limit is {MAX_SECTION_FIELDS}")
+    for f in fields_:
+        problems.extend(_text_problems(f, MAX_FIELD_TEXT, "field"))
+    if "accessory" in block:
+        problems.extend(_element_problems(block["accessory"]))
     return problems
+
+
+def _header_problems(block: Mapping[str, Any]) -> list[str]:
+    text = block.get("text") or {}
+    problems = [] if text.get("type") == "plain_text" else ["a header's text must be plain_text"]
+    return problems + _text_problems(text, MAX_HEADER_TEXT, "header")
+
+
+def _context_problems(block: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    elements = block.get("elements") or []
+    if not elements:
+        problems.append("a context needs elements")
+    if len(elements) > MAX_CONTEXT_ELEMENTS:
+        problems.append(f"{len(elements)} context elements, the limit is {MAX_CONTEXT_ELEMENTS}")
+    for element in elements:
+        if element.get("type") in ("mrkdwn", "plain_text"):
+            problems.extend(_text_problems(element, MAX_CONTEXT_TEXT, "context text"))
+    return problems
+
+
+def _actions_problems(block: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    elements = block.get("elements") or []
+    if not elements:
+        problems.append("an actions block needs elements")
+    if len(elements) > MAX_ACTIONS_ELEMENTS:
+        problems.append(f"{len(elements)} actions, the limit is {MAX_ACTIONS_ELEMENTS}")
+    action_ids = [e.get("action_id") for e in elements if e.get("action_id")]
+    if len(action_ids) != len(set(action_ids)):
+        problems.append("action_ids repeat within the block")
+    for element in elements:
+        problems.extend(_element_problems(element))
+    return problems
+
+
+def _image_problems(block: Mapping[str, Any]) -> list[str]:
+    return ["alt_text too long"] if len(str(block.get("alt_text", ""))) > MAX_IMAGE_ALT else []
+
+
+#: The checks of each block type the fake knows; a divider has nothing to check.
+_BLOCK_CHECKS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "section": _section_problems,
+    "header": _header_problems,
+    "context": _context_problems,
+    "actions": _actions_problems,
+    "image": _image_problems,
+    "divider": lambda block: [],
+}
 
 
 def _element_problems(element: Mapping[str, Any]) -> list[str]:
@@ -313,9 +337,10 @@ class FakeSlack:
                 self._changed.wait(left)
             return list(self._calls)
 
-    # -- internals -------------------------------------------------------------------------------
+    # -- what the request handler calls -----------------------------------------------------------
 
-    def _record(self, call: Call) -> str | None:
+    def record(self, call: Call) -> str | None:
+        """Record a call, wait while its method is held; the error it must fail with, if any."""
         with self._changed:
             self._calls.append(call)
             self._changed.notify_all()
@@ -325,6 +350,74 @@ class FakeSlack:
             gate.wait(30)
         return failure
 
+    def store_upload(self, file_id: str, data: bytes) -> None:
+        with self._changed:
+            self.uploads[file_id] = data
+            self._changed.notify_all()
+
+    def answer(self, call: Call) -> dict[str, Any]:
+        """The Web API's reply to a recorded call."""
+        if call.method in MESSAGE_METHODS:
+            problems = block_kit_violations(call.args)
+            if problems:
+                return {"ok": False, "error": problems[0].split(":", 1)[0], "errors": problems}
+        reply = self._replies().get(call.method)
+        return reply(call.args) if reply is not None else {"ok": True}
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _replies(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """The Web API methods whose reply carries more than `ok`, by name."""
+        return {
+            "auth.test": self._auth_test,
+            "apps.connections.open": self._connections_open,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": lambda args: {"ok": True, "message_ts": self._next_ts()},
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+        }
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"{self.root}/",
+            "team": "Fake Team",
+            "user": "roundtable",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        return {"ok": True, "url": self.socket_url}
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = self._next_ts()
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts}
+        message.update({k: args[k] for k in ("text", "blocks", "thread_ts") if k in args})
+        return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        file_id = self._next_file_id()
+        return {"ok": True, "upload_url": f"{self.root}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if isinstance(files, str):
+            files = json.loads(files)
+        listed = [{"id": f.get("id"), "title": f.get("title")} for f in files or []]
+        missing = [f["id"] for f in listed if f["id"] not in self.uploads]
+        if missing:
+            return {"ok": False, "error": "file_not_found", "files": missing}
+        return {"ok": True, "files": listed}
+
     def _next_ts(self) -> str:
         with self._lock:
             return f"1700000000.{next(self._ts):06d}"
@@ -332,61 +425,6 @@ class FakeSlack:
     def _next_file_id(self) -> str:
         with self._lock:
             return f"F{next(self._file_ids):08d}"
-
-    def _store_upload(self, file_id: str, data: bytes) -> None:
-        with self._changed:
-            self.uploads[file_id] = data
-            self._changed.notify_all()
-
-    def answer(self, call: Call) -> dict[str, Any]:
-        """The Web API's reply to a recorded call."""
-        args = call.args
-        if call.method in MESSAGE_METHODS:
-            problems = block_kit_violations(args)
-            if problems:
-                return {"ok": False, "error": problems[0].split(":", 1)[0], "errors": problems}
-        if call.method == "auth.test":
-            return {
-                "ok": True,
-                "url": f"{self.root}/",
-                "team": "Fake Team",
-                "user": "roundtable",
-                "team_id": TEAM_ID,
-                "user_id": BOT_USER_ID,
-                "bot_id": BOT_ID,
-                "is_enterprise_install": False,
-            }
-        if call.method == "apps.connections.open":
-            if self.socket_url is None:
-                return {"ok": False, "error": "not_allowed_token_type"}
-            return {"ok": True, "url": self.socket_url}
-        if call.method == "chat.postMessage":
-            ts = self._next_ts()
-            message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts}
-            message.update({k: args[k] for k in ("text", "blocks", "thread_ts") if k in args})
-            return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
-        if call.method == "chat.update":
-            return {
-                "ok": True,
-                "channel": args.get("channel"),
-                "ts": args.get("ts"),
-                "text": args.get("text"),
-            }
-        if call.method == "chat.postEphemeral":
-            return {"ok": True, "message_ts": self._next_ts()}
-        if call.method == "files.getUploadURLExternal":
-            file_id = self._next_file_id()
-            return {"ok": True, "upload_url": f"{self.root}/upload/{file_id}", "file_id": file_id}
-        if call.method == "files.completeUploadExternal":
-            files = args.get("files")
-            if isinstance(files, str):
-                files = json.loads(files)
-            listed = [{"id": f.get("id"), "title": f.get("title")} for f in files or []]
-            missing = [f["id"] for f in listed if f["id"] not in self.uploads]
-            if missing:
-                return {"ok": False, "error": "file_not_found", "files": missing}
-            return {"ok": True, "files": listed}
-        return {"ok": True}
 
 
 class _Server(LoopbackHTTPServer):
@@ -414,14 +452,14 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         if url.path.startswith("/upload/"):
             file_id = url.path.removeprefix("/upload/")
-            fake._record(Call(method="upload", args={"file_id": file_id}, raw=raw, headers=headers))
-            fake._store_upload(file_id, raw)
+            fake.record(Call(method="upload", args={"file_id": file_id}, raw=raw, headers=headers))
+            fake.store_upload(file_id, raw)
             self._send(200, "text/plain", f"OK - {len(raw)}".encode())
             return
         if url.path.startswith("/response/"):
             args = _decode(json.loads(raw or b"{}"))
             call = Call(method="response_url", args=args, raw=raw, headers=headers)
-            failure = fake._record(call)
+            failure = fake.record(call)
             problems = block_kit_violations(args)
             if failure or problems:
                 body = {"ok": False, "error": failure or problems[0].split(":", 1)[0]}
@@ -435,7 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
         method = url.path.removeprefix("/api/")
         args, files = _arguments(url.query, headers, raw)
         call = Call(method=method, args=args, files=files, raw=raw, headers=headers)
-        failure = fake._record(call)
+        failure = fake.record(call)
         reply = {"ok": False, "error": failure} if failure else fake.answer(call)
         self._send(200, "application/json", json.dumps(reply).encode())
 

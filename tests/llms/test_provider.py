@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # installed with litellm
+import jsonschema  # installed with litellm
 import pytest
 
 from engine.errors import LLMError, ModelNotConfigured
@@ -86,7 +86,8 @@ async def test_http_500_becomes_llm_error_with_one_line(fake_llm: FakeLLM) -> No
         await model_for(fake_llm).complete(request())
     message = str(caught.value)
     assert "\n" not in message
-    assert "'openai/fake'" in message and "500" in message
+    assert "'openai/fake'" in message
+    assert "500" in message
 
 
 async def test_a_stalled_provider_times_out_as_llm_error(fake_llm: FakeLLM) -> None:
@@ -166,7 +167,8 @@ def test_resolve_model_uses_the_configured_model() -> None:
 @pytest.mark.skipif(not local_model_available(), reason="the `local` extra is not installed")
 def test_resolve_model_falls_back_to_the_embedded_model() -> None:
     llm = resolve_model(None, None, None)
-    assert isinstance(llm, LiteLLMModel) and llm.model == LOCAL_MODEL
+    assert isinstance(llm, LiteLLMModel)
+    assert llm.model == LOCAL_MODEL
 
 
 @pytest.mark.skipif(local_model_available(), reason="the `local` extra is installed")
@@ -212,4 +214,5 @@ async def test_smollm2_answers_through_litellm_with_schema_valid_json() -> None:
     )
     jsonschema.validate(json.loads(response.text), schema)
     assert response.model == LOCAL_MODEL
-    assert response.prompt_tokens > 0 and response.completion_tokens > 0
+    assert response.prompt_tokens > 0
+    assert response.completion_tokens > 0

@@ -60,9 +60,12 @@ def test_ethicist_emoji_keeps_its_variation_selector() -> None:
 def test_built_in_fields_are_complete(persona_id: str) -> None:
     persona = load_personas()[persona_id]
     assert re.fullmatch(PERSONA_ID_PATTERN, persona.id)
-    assert persona.role and "\n" not in persona.role
-    assert persona.expertise and all(persona.expertise)
-    assert persona.tools and all(persona.tools)
+    assert persona.role
+    assert "\n" not in persona.role
+    assert persona.expertise
+    assert all(persona.expertise)
+    assert persona.tools
+    assert all(persona.tools)
     assert persona.model is None
 
 
@@ -132,7 +135,9 @@ def test_two_user_files_with_one_id_are_an_error_naming_both(tmp_path: Path) -> 
     with pytest.raises(PersonaFileError) as caught:
         load_personas(tmp_path)
     message = str(caught.value)
-    assert "a.toml" in message and "b.toml" in message and "'historian'" in message
+    assert "a.toml" in message
+    assert "b.toml" in message
+    assert "'historian'" in message
 
 
 def test_persona_id_may_not_be_a_team_name(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import threading
 from contextlib import closing
@@ -12,14 +11,7 @@ import pytest
 
 from engine.errors import ConfigError, StoreUnavailable
 from storage import SqlStore, create_engine, database_url, migrate, normalize_url
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on: bound by us a moment ago, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from tests.servers import free_port
 
 
 @pytest.mark.parametrize(
@@ -92,7 +84,7 @@ async def test_the_sqlite_data_folder_is_created(tmp_path: Path) -> None:
 
 
 async def test_unreachable_postgres_raises_store_unavailable_naming_the_database() -> None:
-    port = closed_port()
+    port = free_port()
     with pytest.raises(StoreUnavailable) as caught:
         await SqlStore.open(f"postgresql://roundtable:s3cret@127.0.0.1:{port}/roundtable_test")
     message = str(caught.value)
@@ -104,12 +96,12 @@ async def test_unreachable_postgres_raises_store_unavailable_naming_the_database
 
 async def test_migrate_on_unreachable_postgres_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable, match="is unavailable"):
-        await migrate(f"postgresql://roundtable:s3cret@127.0.0.1:{closed_port()}/roundtable_test")
+        await migrate(f"postgresql://roundtable:s3cret@127.0.0.1:{free_port()}/roundtable_test")
 
 
 async def test_store_methods_raise_store_unavailable_when_the_database_goes_away(tmp_path: Path) -> None:
     """Not only `open`: every call maps connection failures, here one to a server that is not there."""
-    url = normalize_url(f"postgresql://roundtable:s3cret@127.0.0.1:{closed_port()}/roundtable_test")
+    url = normalize_url(f"postgresql://roundtable:s3cret@127.0.0.1:{free_port()}/roundtable_test")
     store = SqlStore(create_engine(url), url)
     try:
         with pytest.raises(StoreUnavailable):

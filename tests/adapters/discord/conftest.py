@@ -9,10 +9,7 @@ import pytest
 
 from bot import Settings
 from tests.adapters.discord.harness import World, build_world, discord_endpoints
-from tests.bot.conftest import redis_proc, settings_for  # fixtures, shared with the bot tests
 from tests.fakes.fake_discord import FakeDiscord
-
-__all__ = ["redis_proc", "settings_for"]
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ async def test_prefix_command_posts_status_edits_it_and_posts_the_result(
     # the result: a reply to the command, the chart as an attachment the embed shows, three buttons
     assert result.body["message_reference"]["message_id"] == status.body["message_reference"]["message_id"]
     [upload] = result.files
-    assert upload.filename == CHART_FILENAME and upload.data.startswith(PNG_SIGNATURE)
+    assert upload.filename == CHART_FILENAME
+    assert upload.data.startswith(PNG_SIGNATURE)
     embed = result.body["embeds"][0]
     assert embed["image"]["url"] == f"attachment://{CHART_FILENAME}"
     assert result.body["attachments"][0]["filename"] == CHART_FILENAME
@@ -56,7 +57,8 @@ async def test_prefix_command_posts_status_edits_it_and_posts_the_result(
     assert "Should we move to Postgres?" in embed["description"]
     assert f"session {doc['session_id']}" in embed["footer"]["text"]
     names = [f["name"] for f in embed["fields"]]
-    assert names[0].startswith("Proposal by") and any(n.startswith("Votes · ") for n in names)
+    assert names[0].startswith("Proposal by")
+    assert any(n.startswith("Votes · ") for n in names)
     assert custom_ids(result.body) == [button_id(action, doc["session_id"]) for action in ACTIONS]
     labels = [b["label"] for b in result.body["components"][0]["components"]]
     assert labels == [ACTION_LABELS[action] for action in ACTIONS]
@@ -187,5 +189,6 @@ async def test_bare_command_gets_the_usage_in_a_code_block(
         reply = await fake.wait_for(lambda r: r.route == ROUTE_SEND)
     assert isinstance(outcome, Replied)
     content = reply.body["content"]
-    assert content.startswith("```\nusage: !roundtable <topic>") and content.endswith("```")
+    assert content.startswith("```\nusage: !roundtable <topic>")
+    assert content.endswith("```")
     assert outcome.text.strip() in content

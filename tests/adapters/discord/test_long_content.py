@@ -21,9 +21,9 @@ from tests.adapters.discord.harness import (
     assert_within_limits,
     running_bot,
 )
-from tests.bot.conftest import agent_of, schema_of
 from tests.fakes.fake_discord import FakeDiscord, Recorded, custom_ids
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import agent_of, schema_of
 
 
 def words(text: str) -> str:
@@ -94,7 +94,8 @@ async def test_half_failing_model_still_posts_the_result_with_the_degraded_notic
     notice = section_text(payloads, "⚠️ Degraded")
     assert notice.startswith("This session is degraded:")
     failed_turns = [d for d in doc["degraded"] if d.get("agent")]
-    assert notice.count("•") == len(doc["degraded"]) and failed_turns
+    assert notice.count("•") == len(doc["degraded"])
+    assert failed_turns
     assert assert_within_limits(fake) >= 3
 
 
@@ -194,5 +195,6 @@ async def test_six_long_proposals_are_split_and_paginated_without_losing_a_word(
         for benefit in proposal["benefits"]:
             assert words(benefit) in text
     for body in pages:  # a page ends where a sentence, line or word ends
-        assert body == body.strip() and len(body) <= 4000
+        assert body == body.strip()
+        assert len(body) <= 4000
     assert assert_within_limits(fake) >= len(pages) + 3

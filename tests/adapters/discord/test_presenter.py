@@ -99,4 +99,5 @@ async def test_a_button_of_an_unknown_session_answers_privately_in_one_line(
     [callback] = fake.calls(ROUTE_CALLBACK)
     assert callback.body == {"type": 5, "data": {"flags": EPHEMERAL}}
     assert reply.body["content"] == "⚠️ no session '000000000000'; `roundtable sessions` lists them"
-    assert reply.body["flags"] & EPHEMERAL and not reply.body["embeds"]
+    assert reply.body["flags"] & EPHEMERAL
+    assert not reply.body["embeds"]

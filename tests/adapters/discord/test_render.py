@@ -111,7 +111,8 @@ def test_pack_embeds_spreads_long_sections_over_fields_embeds_and_messages() -> 
         assert not limit_problems({"embeds": embeds})
     fields = [f for embeds in messages for e in embeds for f in e.get("fields") or []]
     first = messages[0][0]
-    assert first["title"] == "A title" and first["footer"] == {"text": "foot"}
+    assert first["title"] == "A title"
+    assert first["footer"] == {"text": "foot"}
     rebuilt = [first["description"]] + [f["value"] for f in fields]
     expected = prose(200, "d.") + " " + " ".join(prose(40, f"{n}.") for n in range(12))
     assert words(" ".join(rebuilt)) == words(expected), "nothing is lost or reordered"
@@ -152,7 +153,8 @@ def test_pack_embeds_keeps_every_word_within_every_limit(
 def test_result_carries_chart_buttons_and_session_facts() -> None:
     [spec] = result_messages(result_view(), chart=True)
     embed = spec.embeds[0]
-    assert spec.chart and embed["image"] == {"url": f"attachment://{CHART_FILENAME}"}
+    assert spec.chart
+    assert embed["image"] == {"url": f"attachment://{CHART_FILENAME}"}
     assert embed["title"] == "🏆 Move in two steps"
     assert embed["description"] == "**Question:** Should we move to Postgres?"
     assert [f["name"] for f in embed["fields"]] == [
@@ -173,10 +175,12 @@ def test_a_winner_title_past_256_characters_is_shortened_in_the_title_and_kept_w
     title = " ".join(["Longtitleword"] * 40)
     [spec] = result_messages(result_view(winner_title=title), chart=False)
     embed = spec.embeds[0]
-    assert len(embed["title"]) <= 256 and embed["title"].endswith("…")
+    assert len(embed["title"]) <= 256
+    assert embed["title"].endswith("…")
     assert embed["fields"][0]["name"] == "Winning proposal"
     assert words(embed["fields"][0]["value"]) == words(title)
-    assert "image" not in embed and not spec.chart
+    assert "image" not in embed
+    assert not spec.chart
 
 
 def test_no_decision_and_a_degraded_session_say_why() -> None:
@@ -277,5 +281,6 @@ def test_replies_fit_discords_content_limit_and_multi_line_text_keeps_its_layout
     assert reply_chunks("usage: x\n  --rounds N  rounds") == ["```\nusage: x\n  --rounds N  rounds\n```"]
     long = prose(200)
     chunks = reply_chunks(long)
-    assert len(chunks) > 1 and all(len(c) <= 2000 for c in chunks)
+    assert len(chunks) > 1
+    assert all(len(c) <= 2000 for c in chunks)
     assert words(" ".join(chunks)) == words(long)

@@ -39,7 +39,8 @@ async def test_slash_command_is_registered_with_ranges_and_choices(
     [command] = world.fake.commands
     options = {o["name"]: o for o in command["options"]}
     assert command["name"] == "roundtable"
-    assert options["topic"]["required"] and options["topic"]["type"] == 3
+    assert options["topic"]["required"]
+    assert options["topic"]["type"] == 3
     assert options["topic"]["max_length"] == 4000
     assert (options["rounds"]["type"], options["rounds"]["min_value"], options["rounds"]["max_value"]) == (
         4,
@@ -64,7 +65,8 @@ async def test_slash_command_defers_privately_and_runs_with_its_options(
         outcome = await bot.outcome_of(fake.slash(world.channel["id"], world.alice, "roundtable", options))
         doc = await bot.finished(outcome)
     [callback] = fake.calls(ROUTE_CALLBACK)
-    assert callback.body["type"] == 5 and callback.body["data"]["flags"] & EPHEMERAL  # thinking, private
+    assert callback.body["type"] == 5  # thinking, private
+    assert callback.body["data"]["flags"] & EPHEMERAL
     [followup] = fake.calls(ROUTE_FOLLOWUP)
     assert isinstance(outcome, Started)
     assert followup.body["content"].startswith(f"Started RoundTable session `{outcome.session_id}`")
@@ -198,7 +200,8 @@ async def test_a_session_cut_by_a_restart_resumes_and_posts_where_it_came_from(
     async with running_bot(settings, fake) as second:
         task = second.client.sessions[outcome.session_id]
         doc = await asyncio.wait_for(task, timeout=30)
-    assert doc is not None and doc["status"] == "completed"
+    assert doc is not None
+    assert doc["status"] == "completed"
     result = result_message(fake, outcome.session_id)
     assert result.params["channel_id"] == world.other_channel["id"]
     assert str(result.body["message_reference"]["message_id"]) == trigger["id"]
@@ -257,5 +260,6 @@ async def test_rate_limited_edits_are_retried_by_discord_py(
         )
         doc = await bot.finished(outcome)
     statuses = [r.status for r in fake.calls(ROUTE_EDIT)]
-    assert statuses[0] == 429 and statuses[1] == 200
+    assert statuses[0] == 429
+    assert statuses[1] == 200
     assert result_message(fake, doc["session_id"])

@@ -12,10 +12,10 @@ from adapters.slack.blocks import MAX_FALLBACK_TEXT
 from bot import Settings
 from bot.chat import ACTION_LABELS, ACTIONS, button_id
 from bot.chat.access import NOT_ENABLED
-from tests.adapters.slack.conftest import SlackBot, StartBot, is_result
-from tests.bot.conftest import schema_of
+from tests.adapters.slack.harness import SlackBot, StartBot, is_result
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.fake_slack import BOT_USER_ID, Call, FakeSlack, block_kit_violations, signature
+from tests.helpers import schema_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -55,10 +55,12 @@ async def test_a_command_posts_a_status_edits_it_then_posts_the_result_and_the_c
     posts = [c for c in calls if c.method in ("chat.postMessage", "chat.update")]
 
     status, *edits = [c for c in posts if c.text.startswith("RoundTable:")]
-    assert status.method == "chat.postMessage" and status.args["channel"] == "C1"
+    assert status.method == "chat.postMessage"
+    assert status.args["channel"] == "C1"
     assert "thread_ts" not in status.args  # a top-level message posts into the channel
     status_ts = "1700000000.000001"  # the fake's first ts
-    assert edits and all(e.method == "chat.update" and e.args["ts"] == status_ts for e in edits)
+    assert edits
+    assert all(e.method == "chat.update" and e.args["ts"] == status_ts for e in edits)
     assert edits[-1].text == "RoundTable: Finished"
     result = next(c for c in posts if is_result(c))
     assert posts.index(result) > posts.index(edits[-1])  # edits are over before the result shows
@@ -74,7 +76,8 @@ async def test_the_vote_chart_is_uploaded_with_files_upload_v2_into_the_channel(
     calls = await bot.wait_result("C7")
     session_id = session_of(next(c for c in calls if is_result(c)))
     chart = (await bot.service.result(session_id)).chart_png
-    assert chart is not None and chart.startswith(PNG)
+    assert chart is not None
+    assert chart.startswith(PNG)
 
     [get_url] = bot.fake.calls_to("files.getUploadURLExternal")
     assert get_url.args["filename"] == f"roundtable-{session_id}-votes.png"
@@ -100,7 +103,8 @@ async def test_a_mention_with_a_dilemma_starts_one_session_on_the_text_without_t
     await bot.mention("What are the pros and cons of a four-day week for our team?")
     calls = await bot.wait_result()
     # The message event that carries the mention neither starts a second session nor is refused.
-    assert len(statuses(bot.fake)) == 1 and replies(bot.fake) == []
+    assert len(statuses(bot.fake)) == 1
+    assert replies(bot.fake) == []
     result = next(c for c in calls if is_result(c))
     question = next(t for t in section_texts(result) if t.startswith("*Question*"))
     assert question == "*Question*\nWhat are the pros and cons of a four-day week for our team?"
@@ -114,14 +118,16 @@ async def test_a_mention_in_a_trigger_channel_starts_one_session_not_two(
     bot = await start_bot(slack_settings(trigger_channels=["CTRIG"]))
     await bot.mention("Postgres or MySQL for the new billing service?", channel="CTRIG")
     await bot.wait_result("CTRIG")
-    assert len(statuses(bot.fake, "CTRIG")) == 1 and replies(bot.fake, "CTRIG") == []
+    assert len(statuses(bot.fake, "CTRIG")) == 1
+    assert replies(bot.fake, "CTRIG") == []
 
 
 async def test_a_mention_without_a_dilemma_answers_with_a_hint_in_the_thread(bot: SlackBot) -> None:
     ts = await bot.mention("hello there")
     await bot.wait(lambda calls: bool(replies(bot.fake)))
     [reply] = replies(bot.fake)
-    assert "ask me a dilemma" in reply.text and reply.args["thread_ts"] == ts
+    assert "ask me a dilemma" in reply.text
+    assert reply.args["thread_ts"] == ts
     assert statuses(bot.fake) == []
 
 
@@ -143,7 +149,8 @@ async def test_a_user_not_on_the_allowlist_is_refused_in_one_line(
     ts = await bot.message("!roundtable Tabs or spaces?", user="UOTHER")
     await bot.wait(lambda calls: bool(replies(bot.fake)))
     [reply] = replies(bot.fake)
-    assert reply.text == NOT_ENABLED and reply.args["thread_ts"] == ts
+    assert reply.text == NOT_ENABLED
+    assert reply.args["thread_ts"] == ts
     assert statuses(bot.fake) == []
 
 
@@ -226,7 +233,8 @@ async def test_each_button_acks_at_once_and_posts_its_page_after(bot: SlackBot) 
         assert (status, body) == (200, "")  # acknowledged while the content is still on its way
         gate.set()
         page = (await bot.responses(before + 1))[-1]
-        assert page.args["response_type"] == "ephemeral" and page.args["replace_original"] is False
+        assert page.args["response_type"] == "ephemeral"
+        assert page.args["replace_original"] is False
         assert page.blocks[0]["text"]["text"] == titles[action]
         assert any(session_id in json.dumps(b) for b in page.blocks if b["type"] == "context")
 
@@ -275,7 +283,8 @@ async def test_a_flaky_llm_still_posts_a_result_with_a_degraded_notice(
     calls = await bot.wait(lambda cs: any(is_result(c) for c in cs))
     result = next(c for c in calls if is_result(c))
     notice = [t for t in section_texts(result) if t.startswith("⚠️ This session is degraded")]
-    assert notice and "fell back" in notice[0]
+    assert notice
+    assert "fell back" in notice[0]
     assert [b["text"]["text"] for b in buttons(result)] == [ACTION_LABELS[a] for a in ACTIONS]
 
 
@@ -289,7 +298,8 @@ async def test_a_4000_character_topic_is_shown_whole_across_sections(bot: SlackB
     result = next(c for c in await bot.wait_result() if is_result(c))
     texts = section_texts(result)
     question = texts[: next(i for i, t in enumerate(texts) if t.startswith("by "))]
-    assert len(question) == 2 and question[0].startswith("*Question*\n")
+    assert len(question) == 2
+    assert question[0].startswith("*Question*\n")
     question[0] = question[0].removeprefix("*Question*\n")
     assert " ".join(question) == topic  # cut at a space between two sections, nothing lost
     assert len(result.text) <= MAX_FALLBACK_TEXT
@@ -357,7 +367,8 @@ async def test_a_result_slack_refuses_to_take_is_reported_in_the_channel(bot: Sl
     calls = await bot.wait(lambda cs: any(c.text.startswith("⚠️ RoundTable:") for c in cs))
     [notice] = [c for c in calls if c.text.startswith("⚠️ RoundTable:")]
     session_id = session_of(next(c for c in calls if is_result(c)))
-    assert "could not be posted" in notice.text and "not_allowed_token_type" in notice.text
+    assert "could not be posted" in notice.text
+    assert "not_allowed_token_type" in notice.text
     assert f"roundtable show {session_id}" in section_texts(notice)[0]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from adapters.slack import SlackPresenter
 from bot import SessionRequest
 from bot.chat import ACTIONS, ChatOrigin, Started, button_id
-from tests.adapters.slack.conftest import SlackBot, is_result
+from tests.adapters.slack.harness import SlackBot, is_result
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "slack"
 UPDATE = os.environ.get("ROUNDTABLE_UPDATE_GOLDEN") == "1"

@@ -167,7 +167,8 @@ def test_more_than_fifty_blocks_become_several_messages_and_actions_keep_their_n
     blocks = [section(f"part {i}") for i in range(MAX_BLOCKS)] + actions([button("Go", "go")])
     messages = split_messages("Long message", blocks)
     assert [len(m.blocks) for m in messages] == [49, 2]
-    assert messages[1].blocks[-1]["type"] == "actions" and messages[1].blocks[0]["type"] == "section"
+    assert messages[1].blocks[-1]["type"] == "actions"
+    assert messages[1].blocks[0]["type"] == "section"
     assert messages[1].text == "Long message (part 2 of 2)"
     assert [b for m in messages for b in m.blocks] == blocks
     for message in messages:
@@ -256,7 +257,8 @@ def test_the_progress_message_shows_each_agent_and_a_short_gist() -> None:
     message = valid(progress_message(view))
     assert message.text == "RoundTable: Discussion round 1 of 2"
     lines = message.blocks[1]["text"]["text"].split("\n")
-    assert lines[0].startswith("✅ 📊 Analyst · spoken — long gist") and lines[0].endswith("…")
+    assert lines[0].startswith("✅ 📊 Analyst · spoken — long gist")
+    assert lines[0].endswith("…")
     assert lines[1] == "✍️ 📊 Analyst · typing…"
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from adapters.slack import EVENTS_PATH, build_app, run_slack
 from bot import ConfigError, Runtime, Settings
 from bot.chat import ChatService
-from tests.adapters.slack.conftest import SECRET, SlackBot, StartBot, is_result
+from tests.adapters.slack.harness import SECRET, SlackBot, StartBot, is_result
 from tests.fakes.fake_llm import FakeLLM
 from tests.fakes.fake_slack import TEAM_ID, Call, FakeSlack, signed_headers
 from tests.servers import free_port
@@ -39,7 +39,9 @@ async def test_a_missing_token_is_a_config_error_that_says_where_to_get_it(
     with pytest.raises(ConfigError) as caught:
         await run_slack(settings, http=http, port=free_port())
     line = str(caught.value)
-    assert where in line and "https://api.slack.com/apps" in line and "\n" not in line
+    assert where in line
+    assert "https://api.slack.com/apps" in line
+    assert "\n" not in line
 
 
 async def test_build_app_needs_the_bot_token_and_points_its_client_at_the_configured_api(
@@ -106,7 +108,8 @@ async def test_run_slack_resumes_a_session_a_crash_left_running_and_posts_to_its
             server, first.wait(lambda calls: any(c.args.get("channel") == "CHTTP" for c in calls))
         )
         [usage] = [c for c in calls if c.args.get("channel") == "CHTTP"]
-        assert usage.text.startswith("usage: !roundtable") and usage.args["thread_ts"] == "1.5"
+        assert usage.text.startswith("usage: !roundtable")
+        assert usage.args["thread_ts"] == "1.5"
     finally:
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -16,9 +16,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.parametrize("bus", ["redis"], indirect=True)
 async def test_the_echo_example_answers_collaborate_with_and_request_then_stops_on_sigterm(
-    bus: Bus, redis_url: str, prefix: str
+    bus: Bus, redis_url: str, workspace: str
 ) -> None:
-    workspace = prefix.removeprefix("rt:{").removesuffix("}:")
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "examples" / "echo_agent.py"), redis_url, workspace, cwd=ROOT
     )

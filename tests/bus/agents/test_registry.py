@@ -8,7 +8,7 @@ bounded `eventually`, and assert what the registry says, never how long it took.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,15 +20,10 @@ from bus.events import BusEvent, events_key, fetch_events
 from engine.errors import BadRequest, UnknownRecipient
 from llms.provider import resolve_model
 from personas import load_personas
-from tests.bus.test_contract import need
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import eventually, need
 
 OFFLINE_S = 0.3
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -46,14 +41,6 @@ def card(agent: str, *capabilities: str, **fields: Any) -> AgentCard:
 
 async def events(bus: Bus, workspace: str) -> list[BusEvent]:
     return [event for _, event in await fetch_events(bus, workspace, count=1000)]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
 
 
 async def silent_for(registry: Registry, agent: str) -> None:
@@ -146,7 +133,9 @@ async def test_an_agent_without_heartbeats_goes_offline_and_a_sweep_reports_it_o
     assert "0 message(s) wait" in status[0].detail
 
     offline = await registry.get("skeptic")
-    assert offline is not None and offline.instances == [] and offline.last_seen is not None
+    assert offline is not None
+    assert offline.instances == []
+    assert offline.last_seen is not None
     assert await bus.map_get(members_key(workspace)) == {"analyst": "host", "skeptic": "host"}, (
         "an offline agent stays a member, so messages sent to it wait for it"
     )
@@ -162,7 +151,9 @@ async def test_an_agent_heard_from_again_is_online_with_a_status_event(
 
     await registry.heartbeat("analyst")
     found = await registry.get("analyst")
-    assert found is not None and found.status == "online" and found.instances == ["w1"]
+    assert found is not None
+    assert found.status == "online"
+    assert found.instances == ["w1"]
     assert await registry.sweep() == []
     status = [(e.status, e.detail) for e in await events(bus, workspace) if e.kind == "status"]
     assert [s for s, _ in status] == ["offline", "online"]
@@ -254,7 +245,9 @@ async def test_one_of_two_instances_leaving_keeps_the_agent_and_the_last_one_rem
 
     await first.leave("analyst")
     still = await second.get("analyst")
-    assert still is not None and still.status == "online" and still.instances == ["w2"]
+    assert still is not None
+    assert still.status == "online"
+    assert still.instances == ["w2"]
     assert await bus.map_get(members_key(workspace)) == {"analyst": "host"}
 
     await second.leave("analyst")
@@ -327,7 +320,8 @@ async def test_a_dead_letter_is_published_on_the_events_stream(bus: Bus, workspa
     await box.serve(fail, idle_stop_ms=100)
     [event] = [e for e in await events(bus, workspace) if e.kind == "dead_letter"]
     assert (event.agent, event.status) == ("analyst", "handler_failed")
-    assert event.message_id and "RuntimeError: no" in event.detail
+    assert event.message_id
+    assert "RuntimeError: no" in event.detail
     assert await bus.length(events_key(workspace)) == 1
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from bus import (
 from bus.addressing import inbox_key, members_key
 from bus.agents.requests import response_to
 from engine.errors import BadRequest, BusUnavailable, RequestFailed, UnknownRecipient
+from tests.helpers import eventually
 from tests.servers import RedisProcess, free_port
 
 #: The backends the SDK tests run on (NATS has its own suite; the SDK only uses the `Bus` interface).
@@ -35,11 +36,6 @@ both = pytest.mark.parametrize("bus", ["memory", "redis"], indirect=True)
 FAST = DeliveryConfig(idle_timeout_s=0.3, block_ms=50, members_cache_s=0, max_deliveries=2)
 #: Heartbeats every 0.1 s.
 OFFLINE_AFTER_S = 0.3
-
-
-@pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
 
 
 @pytest.fixture
@@ -59,14 +55,6 @@ async def agents(bus: Bus, workspace: str) -> AsyncIterator[Callable[..., Contai
         await agent.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
-
-
 # --- registration ---------------------------------------------------------------------------------
 
 
@@ -84,7 +72,8 @@ async def test_start_registers_the_agent_card_and_membership(
         ["echo", "repeat"],
         "sb-1",
     )
-    assert card.status == "online" and card.meta == {"v": "1"}
+    assert card.status == "online"
+    assert card.meta == {"v": "1"}
     assert (await bus.map_get(members_key(workspace)))["echo"] == "sb-1"
     assert [c.agent for c in await agent.registry.discover(capability="repeat")] == ["echo"]
 
@@ -97,7 +86,8 @@ async def test_the_heartbeat_keeps_a_running_agent_online(agents: Callable[..., 
     assert agent.reconnects == 0
     assert await agent.registry.sweep() == []
     card = await agent.registry.get("echo")
-    assert card is not None and card.status == "online"
+    assert card is not None
+    assert card.status == "online"
 
 
 @both
@@ -168,7 +158,8 @@ async def test_on_message_filters_by_type_and_topic_and_a_topic_filter_subscribe
         return sorted(seen["all"]) == ["b1", "b2", "d1"]
 
     await eventually(all_seen)
-    assert seen["news"] == ["b1"] and seen["commands"] == []
+    assert seen["news"] == ["b1"]
+    assert seen["commands"] == []
 
 
 @both
@@ -223,7 +214,8 @@ async def test_a_failing_notification_handler_is_retried_then_dead_lettered(
 
     await eventually(dead)
     [(_, letter)] = await fetch_dead_letters(bus, workspace)
-    assert letter.reason == "handler_failed" and letter.message_id == sent.message_id
+    assert letter.reason == "handler_failed"
+    assert letter.message_id == sent.message_id
     assert calls == [sent.message_id] * FAST.max_deliveries
 
 
@@ -407,12 +399,14 @@ async def test_redis_restarted_mid_stream_loses_nothing_and_the_agent_reconnects
             return await producer_bus.pending_count(inbox_key("restart", "consumer", 5), "inbox") == 0
 
         await eventually(all_settled)
-        assert len(sent) == total and refused  # the server was away while the producer sent
+        assert len(sent) == total
+        assert refused  # the server was away while the producer sent
         assert set(handled) == set(sent)
         assert set(handled.values()) == {1}
         assert agent.reconnects >= 1
         card = await agent.registry.get("consumer")
-        assert card is not None and card.status == "online"
+        assert card is not None
+        assert card.status == "online"
     finally:
         await agent.stop()
         await producer_bus.close()

@@ -11,15 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bus import AgentMessage, BusMetrics, Mailbox, NatsBus
-from tests.adapters.test_bus_cli import roundtable
-from tests.bus.conftest import _delete_nats_prefix
-from tests.bus.ops.test_metrics import note, scrape, value
+from tests.helpers import delete_nats_prefix, metric, notification, roundtable_bus, scrape
 
 
 async def test_bus_stats_find_and_replay_since_on_nats(
-    nats_url: str, new_stream: Callable[..., str], prefix: str, tmp_path: Path
+    nats_url: str, new_stream: Callable[..., str], prefix: str, workspace: str, tmp_path: Path
 ) -> None:
-    workspace = prefix.split("{")[1].split("}")[0]
     lane = new_stream("inbox:skeptic:p5")
     messages = [
         AgentMessage(from_agent="a", to_agent="skeptic", message_type="notification", content={"n": n})
@@ -44,7 +41,7 @@ async def test_bus_stats_find_and_replay_since_on_nats(
 
         stats, acked, found, waiting, since = await asyncio.gather(
             *(
-                asyncio.to_thread(roundtable, *args, env=env)
+                asyncio.to_thread(roundtable_bus, *args, env=env)
                 for args in (
                     ("stats", "--json"),
                     ("find", messages[0].message_id, "--json"),
@@ -77,30 +74,29 @@ async def test_bus_stats_find_and_replay_since_on_nats(
         assert [e["entry_id"] for e in json.loads(since.stdout)] == ids[1:]
     finally:
         await bus.close()
-        await _delete_nats_prefix(nats_url, prefix)
+        await delete_nats_prefix(nats_url, prefix)
 
 
-async def test_lag_and_pending_gauges_on_nats(nats_url: str, prefix: str) -> None:
-    workspace = prefix.split("{")[1].split("}")[0]
+async def test_lag_and_pending_gauges_on_nats(nats_url: str, prefix: str, workspace: str) -> None:
     bus = NatsBus(nats_url)
     try:
         with BusMetrics() as metrics:
             skeptic = Mailbox(bus, workspace, "skeptic")
             engine = Mailbox(bus, workspace, "engine")
             await skeptic.register()
-            await engine.send_many([note(workspace, "skeptic", n) for n in range(3)])
-            await engine.send(note(workspace, "skeptic", 9, priority=9))
+            await engine.send_many([notification(workspace, "skeptic", n) for n in range(3)])
+            await engine.send(notification(workspace, "skeptic", 9, priority=9))
             await skeptic.receive(count=1, block_ms=0)  # the priority-9 one: read, not settled
             group = {"workspace": workspace, "agent": "skeptic", "group": "inbox"}
 
             samples = await scrape(metrics)
-            assert value(samples, "roundtable_bus_consumer_lag", **group) == 3
-            assert value(samples, "roundtable_bus_pending", **group) == 1
+            assert metric(samples, "roundtable_bus_consumer_lag", **group) == 3
+            assert metric(samples, "roundtable_bus_pending", **group) == 1
 
             await skeptic.complete(await skeptic.receive(block_ms=0))
             samples = await scrape(metrics)
-            assert value(samples, "roundtable_bus_consumer_lag", **group) == 0
-            assert value(samples, "roundtable_bus_pending", **group) == 1
+            assert metric(samples, "roundtable_bus_consumer_lag", **group) == 0
+            assert metric(samples, "roundtable_bus_pending", **group) == 1
     finally:
         await bus.close()
-        await _delete_nats_prefix(nats_url, prefix)
+        await delete_nats_prefix(nats_url, prefix)

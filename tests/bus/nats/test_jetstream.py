@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from bus.nats.names import (
     subject,
 )
 from engine.errors import BusUnavailable, ConfigError
+from tests.helpers import entry_ids, eventually
 from tests.servers import NatsProcess
 
 NewStream = Callable[..., str]
@@ -35,21 +36,6 @@ NewStream = Callable[..., str]
 def make(**changes: Any) -> AgentMessage:
     fields: dict[str, Any] = {"from_agent": "engine", "to_agent": "analyst", "message_type": "request"}
     return AgentMessage(**(fields | changes))
-
-
-def ids(deliveries: list[Delivery]) -> list[str]:
-    return [d.entry_id for d in deliveries]
-
-
-async def eventually(read: Callable[[], Awaitable[list[Delivery]]], within_s: float = 10) -> list[Delivery]:
-    """Read until something comes: JetStream redelivers on its own timer."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while loop.time() < deadline:
-        got = await read()
-        if got:
-            return got
-    raise AssertionError(f"nothing was delivered within {within_s}s")
 
 
 async def answering(bus: NatsBus, within_s: float = 10) -> None:
@@ -209,7 +195,8 @@ async def test_entries_the_server_gave_up_on_are_kept_on_the_dead_letter_subject
         assert await bus.pending_count(stream, "g") == 0
     finally:
         await bus.close()
-    assert advisory["stream"] == stream_name(stream) and advisory["consumer"] == "g"
+    assert advisory["stream"] == stream_name(stream)
+    assert advisory["consumer"] == "g"
     assert (advisory["stream_seq"], advisory["deliveries"]) == (int(entry_id.split("-")[0]), 2)
 
 
@@ -238,8 +225,8 @@ async def test_an_ack_counts_entries_another_bus_handed_out(
     got = await nats_bus.consume(stream, "g", "c", block_ms=0)
     other = NatsBus(nats_url, sync_acks=False)
     try:
-        assert await other.ack(stream, "g", ids(got)[:2]) == 2
-        assert await other.ack(stream, "g", ids(got)[:2]) == 0
+        assert await other.ack(stream, "g", entry_ids(got)[:2]) == 2
+        assert await other.ack(stream, "g", entry_ids(got)[:2]) == 0
     finally:
         await other.close()
     assert await nats_bus.pending_count(stream, "g") == 1
@@ -256,7 +243,7 @@ async def test_a_cancelled_read_over_several_lanes_leaves_entries_for_the_next(
         await waiting
 
     entry_id = await nats_bus.publish(low, make())
-    assert ids((await nats_bus.receive([high, low], "g", "c", block_ms=0)).deliveries) == [entry_id]
+    assert entry_ids((await nats_bus.receive([high, low], "g", "c", block_ms=0)).deliveries) == [entry_id]
 
 
 async def test_retention_by_age_expires_older_entries(nats_bus: NatsBus, new_stream: NewStream) -> None:
@@ -264,10 +251,11 @@ async def test_retention_by_age_expires_older_entries(nats_bus: NatsBus, new_str
     await nats_bus.publish_many([(stream, make()) for _ in range(20)], retention=Retention(max_age_ms=100))
     await asyncio.sleep(0.2)
     last = await nats_bus.publish(stream, make(), retention=Retention(max_age_ms=100))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while await nats_bus.length(stream) > 1 and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+
+    async def expired() -> bool:
+        return await nats_bus.length(stream) <= 1
+
+    await eventually(expired)
     assert [entry_id for entry_id, _ in await nats_bus.entries(stream)] in ([last], [])
 
 

@@ -41,8 +41,11 @@ async def test_a_session_runs_unchanged_over_nats(tmp_path: Path, fake_llm: Fake
         assert runtime.bus_description == f"nats jetstream at {nats_url}"
     finally:
         await runtime.close()
-    assert doc["status"] == "completed" and doc["degraded"] == []
-    assert doc["rounds_run"] == 2 and len(doc["transcript"]) == 10 and len(doc["proposals"]) == 5
+    assert doc["status"] == "completed"
+    assert doc["degraded"] == []
+    assert doc["rounds_run"] == 2
+    assert len(doc["transcript"]) == 10
+    assert len(doc["proposals"]) == 5
     assert doc["winner"] is not None
     # 5 agents x (2 rounds + proposal + vote), each asked once: no turn was delivered twice.
     assert doc["usage"]["llm_calls"] == 20 == fake_llm.request_count
@@ -90,4 +93,5 @@ async def test_nats_going_away_is_a_clear_error_and_the_session_resumes(
             await runtime.close()
     finally:
         server.kill()
-    assert doc["status"] == "completed" and doc["rounds_run"] == 3
+    assert doc["status"] == "completed"
+    assert doc["rounds_run"] == 3

@@ -32,7 +32,9 @@ async def test_a_failed_message_is_listed_shown_by_message_id_and_replayed_once(
     again = await letters.replay_all()
 
     assert (page.total, row.reason, row.message_id) == (1, "handler_failed", scene.failed.message_id)
-    assert view.id == row.id and view.message is not None and view.message["content"] == {"n": 0}
+    assert view.id == row.id
+    assert view.message is not None
+    assert view.message["content"] == {"n": 0}
     assert (first.status, first.stream) == ("replayed", scene.lane)
     assert [(o.status, o.reason.split(",")[0]) for o in again] == [("skipped", "replayed already")]
     assert (await letters.newest()).letters[0].replayed is not None  # kept, and marked

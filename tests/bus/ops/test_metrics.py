@@ -9,15 +9,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bus import AgentMessage, BusMetrics, DeliveryConfig, Mailbox, RedisBus
 from bus.addressing import inbox_key
 from bus.agents.requests import Requester, answer
 from engine.errors import RequestTimedOut
-from tests.bus.conftest import _delete_prefix
+from tests.helpers import delete_redis_prefix, metric, notification, scrape
 from tests.servers import free_port
 
 
@@ -31,7 +29,7 @@ async def redis_bus(redis_url: str, workspace: str) -> AsyncIterator[RedisBus]:
     bus = RedisBus(redis_url)
     yield bus
     await bus.close()
-    await _delete_prefix(redis_url, f"rt:{{{workspace}}}:")
+    await delete_redis_prefix(redis_url, f"rt:{{{workspace}}}:")
 
 
 @pytest.fixture
@@ -39,38 +37,6 @@ async def metrics() -> AsyncIterator[BusMetrics]:
     """Metrics watching this test's mailboxes, in a registry of their own."""
     with BusMetrics() as watching:
         yield watching
-
-
-async def scrape(metrics: BusMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """GET /metrics from a real server: sample (name, labels) -> value."""
-    server = await metrics.serve(free_port())
-    try:
-        async with aiohttp.ClientSession() as session, session.get(server.url) as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"].startswith("text/plain")
-            text = await response.text()
-    finally:
-        await server.close()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def note(ws: str, to: str, n: int, **options: Any) -> AgentMessage:
-    return AgentMessage(
-        from_agent="engine",
-        to_agent=to,
-        message_type="notification",
-        workspace_id=ws,
-        content={"n": n},
-        **options,
-    )
 
 
 async def test_counters_tell_what_the_mailboxes_did(
@@ -81,12 +47,12 @@ async def test_counters_tell_what_the_mailboxes_did(
     analyst = Mailbox(redis_bus, ws, "analyst", config=config)
     engine = Mailbox(redis_bus, ws, "engine", config=config)
     await analyst.register()
-    handled = [note(ws, "analyst", n) for n in range(3)]
-    failing = note(ws, "analyst", 9, metadata={"fail": "yes"})
+    handled = [notification(ws, "analyst", n) for n in range(3)]
+    failing = notification(ws, "analyst", 9, metadata={"fail": "yes"})
     await engine.send_many([*handled, failing])
     lane = inbox_key(ws, "analyst", 5)
     await redis_bus.publish(
-        lane, note(ws, "analyst", 5, timestamp=datetime.now(UTC) - timedelta(hours=1), ttl=1)
+        lane, notification(ws, "analyst", 5, timestamp=datetime.now(UTC) - timedelta(hours=1), ttl=1)
     )
 
     async def handle(message: AgentMessage) -> None:
@@ -99,25 +65,25 @@ async def test_counters_tell_what_the_mailboxes_did(
 
     samples = await scrape(metrics)
     a = {"workspace": ws, "agent": "analyst"}
-    assert value(samples, "roundtable_bus_messages_sent_total", workspace=ws, agent="engine") == 4
-    assert value(samples, "roundtable_bus_messages_delivered_total", **a) == 6
-    assert value(samples, "roundtable_bus_messages_acknowledged_total", **a, outcome="handled") == 3
-    assert value(samples, "roundtable_bus_messages_acknowledged_total", **a, outcome="duplicate") == 1
-    assert value(samples, "roundtable_bus_messages_acknowledged_total", **a, outcome="dead_lettered") == 2
-    assert value(samples, "roundtable_bus_messages_dead_lettered_total", **a, reason="handler_failed") == 1
-    assert value(samples, "roundtable_bus_messages_dead_lettered_total", **a, reason="expired") == 1
-    assert value(samples, "roundtable_bus_messages_expired_total", **a) == 1
-    assert value(samples, "roundtable_bus_handler_failures_total", **a) == 1
-    assert value(samples, "roundtable_bus_messages_redelivered_total", **a) == 0
-    assert value(samples, "roundtable_bus_handling_seconds_count", **a, outcome="ok") == 3
-    assert value(samples, "roundtable_bus_handling_seconds_count", **a, outcome="failed") == 1
-    assert value(samples, "roundtable_bus_end_to_end_seconds_count", **a) == 3
-    assert value(samples, "roundtable_bus_handling_seconds_bucket", **a, outcome="ok", le="+Inf") == 3
+    assert metric(samples, "roundtable_bus_messages_sent_total", workspace=ws, agent="engine") == 4
+    assert metric(samples, "roundtable_bus_messages_delivered_total", **a) == 6
+    assert metric(samples, "roundtable_bus_messages_acknowledged_total", **a, outcome="handled") == 3
+    assert metric(samples, "roundtable_bus_messages_acknowledged_total", **a, outcome="duplicate") == 1
+    assert metric(samples, "roundtable_bus_messages_acknowledged_total", **a, outcome="dead_lettered") == 2
+    assert metric(samples, "roundtable_bus_messages_dead_lettered_total", **a, reason="handler_failed") == 1
+    assert metric(samples, "roundtable_bus_messages_dead_lettered_total", **a, reason="expired") == 1
+    assert metric(samples, "roundtable_bus_messages_expired_total", **a) == 1
+    assert metric(samples, "roundtable_bus_handler_failures_total", **a) == 1
+    assert metric(samples, "roundtable_bus_messages_redelivered_total", **a) == 0
+    assert metric(samples, "roundtable_bus_handling_seconds_count", **a, outcome="ok") == 3
+    assert metric(samples, "roundtable_bus_handling_seconds_count", **a, outcome="failed") == 1
+    assert metric(samples, "roundtable_bus_end_to_end_seconds_count", **a) == 3
+    assert metric(samples, "roundtable_bus_handling_seconds_bucket", **a, outcome="ok", le="+Inf") == 3
     # The analyst's group read everything and settled it: no lag, nothing pending.
     group = {**a, "group": "inbox"}
     assert (
         samples[("roundtable_bus_consumer_lag", frozenset(group.items()))],
-        value(samples, "roundtable_bus_pending", **group),
+        metric(samples, "roundtable_bus_pending", **group),
     ) == (0, 0)
 
 
@@ -127,19 +93,19 @@ async def test_lag_and_pending_are_read_from_the_bus_at_scrape_time(
     skeptic = Mailbox(redis_bus, workspace, "skeptic")
     engine = Mailbox(redis_bus, workspace, "engine")
     await skeptic.register()
-    await engine.send_many([note(workspace, "skeptic", n) for n in range(3)])
-    await engine.send(note(workspace, "skeptic", 9, priority=9))
+    await engine.send_many([notification(workspace, "skeptic", n) for n in range(3)])
+    await engine.send(notification(workspace, "skeptic", 9, priority=9))
     await skeptic.receive(count=1, block_ms=0)  # the priority-9 one: read, not settled
     group = {"workspace": workspace, "agent": "skeptic", "group": "inbox"}
 
     samples = await scrape(metrics)
-    assert value(samples, "roundtable_bus_consumer_lag", **group) == 3
-    assert value(samples, "roundtable_bus_pending", **group) == 1
+    assert metric(samples, "roundtable_bus_consumer_lag", **group) == 3
+    assert metric(samples, "roundtable_bus_pending", **group) == 1
 
     await skeptic.complete(await skeptic.receive(block_ms=0))
     samples = await scrape(metrics)
-    assert value(samples, "roundtable_bus_consumer_lag", **group) == 0
-    assert value(samples, "roundtable_bus_pending", **group) == 1  # the first one is still unsettled
+    assert metric(samples, "roundtable_bus_consumer_lag", **group) == 0
+    assert metric(samples, "roundtable_bus_pending", **group) == 1  # the first one is still unsettled
 
 
 async def test_redeliveries_are_counted(metrics: BusMetrics, redis_bus: RedisBus, workspace: str) -> None:
@@ -147,7 +113,7 @@ async def test_redeliveries_are_counted(metrics: BusMetrics, redis_bus: RedisBus
     dead = Mailbox(redis_bus, workspace, "pragmatist", consumer="dead", config=config)
     rescuer = Mailbox(redis_bus, workspace, "pragmatist", consumer="rescuer", config=config)
     await dead.register()
-    await Mailbox(redis_bus, workspace, "engine").send(note(workspace, "pragmatist", 1))
+    await Mailbox(redis_bus, workspace, "engine").send(notification(workspace, "pragmatist", 1))
     [taken] = await dead.receive(block_ms=0)  # and never settled: its consumer "died"
 
     reclaimed: list[Any] = []
@@ -158,9 +124,9 @@ async def test_redeliveries_are_counted(metrics: BusMetrics, redis_bus: RedisBus
     samples = await scrape(metrics)
     labels = {"workspace": workspace, "agent": "pragmatist"}
     assert reclaimed[0].message.message_id == taken.message.message_id
-    assert value(samples, "roundtable_bus_messages_redelivered_total", **labels) == 1
-    assert value(samples, "roundtable_bus_messages_delivered_total", **labels) == 2
-    assert value(samples, "roundtable_bus_messages_acknowledged_total", **labels, outcome="handled") == 1
+    assert metric(samples, "roundtable_bus_messages_redelivered_total", **labels) == 1
+    assert metric(samples, "roundtable_bus_messages_delivered_total", **labels) == 2
+    assert metric(samples, "roundtable_bus_messages_acknowledged_total", **labels, outcome="handled") == 1
 
 
 async def test_counts_outlive_the_mailboxes_that_made_them(
@@ -170,12 +136,12 @@ async def test_counts_outlive_the_mailboxes_that_made_them(
     await Mailbox(redis_bus, workspace, "ethicist").register()
     for n in range(3):
         sender = Mailbox(redis_bus, workspace, "engine")
-        await sender.send(note(workspace, "ethicist", n))
+        await sender.send(notification(workspace, "ethicist", n))
         del sender
         gc.collect()
 
     samples = await scrape(metrics)
-    assert value(samples, "roundtable_bus_messages_sent_total", workspace=workspace, agent="engine") == 3
+    assert metric(samples, "roundtable_bus_messages_sent_total", workspace=workspace, agent="engine") == 3
 
 
 async def test_mailboxes_made_before_install_or_after_uninstall_are_not_watched(
@@ -186,7 +152,9 @@ async def test_mailboxes_made_before_install_or_after_uninstall_are_not_watched(
         during = Mailbox(redis_bus, workspace, "engine")
     after = Mailbox(redis_bus, workspace, "late")
     assert set(metrics.totals()) == {(workspace, "engine")}
-    assert before.agent and during.agent and after.agent
+    assert before.agent
+    assert during.agent
+    assert after.agent
 
 
 async def test_the_asgi_app_serves_the_page_for_a_later_mount(metrics: BusMetrics) -> None:
@@ -209,7 +177,7 @@ async def test_a_port_in_use_is_an_os_error(metrics: BusMetrics) -> None:
     server = await metrics.serve(free_port())
     try:
         port = int(server.url.rsplit(":", 1)[1].split("/")[0])
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=r"(?i)address already in use"):
             await metrics.serve(port)
     finally:
         await server.close()
@@ -243,7 +211,7 @@ async def test_requests_are_counted_by_outcome(
     after = await scrape(metrics)
 
     def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return metric(after, name, **labels) - metric(before, name, **labels)
 
     assert delta("roundtable_bus_requests_sent_total") == 2
     assert delta("roundtable_bus_requests_completed_total", outcome="answered") == 1

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from redis.asyncio.connection import BlockingConnectionPool, Connection
 from redis.exceptions import DataError
+from redis.typing import EncodableT
 
 from bus.redis.codec import with_hiredis_packing
 
-COMMANDS = [
+COMMANDS: list[tuple[EncodableT, ...]] = [
     ("PING",),
     (
         "EVALSHA",
@@ -28,7 +29,7 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: str(c[0]))
-def test_hiredis_packing_matches_redis_py(command: tuple[object, ...]) -> None:
+def test_hiredis_packing_matches_redis_py(command: tuple[EncodableT, ...]) -> None:
     pool = with_hiredis_packing(BlockingConnectionPool(connection_class=Connection))
     packed = pool.connection_class().pack_command(*command)
     assert b"".join(packed) == b"".join(Connection().pack_command(*command))
@@ -37,7 +38,7 @@ def test_hiredis_packing_matches_redis_py(command: tuple[object, ...]) -> None:
 def test_an_argument_redis_cannot_take_is_a_data_error() -> None:
     pool = with_hiredis_packing(BlockingConnectionPool(connection_class=Connection))
     with pytest.raises(DataError):
-        pool.connection_class().pack_command("SET", "k", None)
+        pool.connection_class().pack_command("SET", "k", None)  # type: ignore[arg-type]  # what is tested
 
 
 def test_packing_is_added_once() -> None:

@@ -6,31 +6,21 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 
 from bus import AgentMessage, DeliveryConfig, Mailbox, RedisBus
 from bus.addressing import inbox_key
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 IDLE_S = 0.3
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], *, within_s: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the expected outcome never came")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_consumer_killed_mid_handling_leaves_its_message_to_another_which_handles_it_once(
-    redis_url: str, prefix: str
+    redis_url: str, prefix: str, workspace: str
 ) -> None:
-    workspace = prefix.removeprefix("rt:{").removesuffix("}:")
     marker = prefix + "started"
     markers = Redis.from_url(redis_url, decode_responses=True)
     bus = RedisBus(redis_url)
@@ -46,7 +36,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_message_to_another_whic
         async def victim_registered() -> bool:
             return "analyst" in await engine.fetch_members()
 
-        await wait_for(victim_registered)
+        await eventually(victim_registered)
         sent = AgentMessage(
             from_agent="engine", to_agent="analyst", message_type="request", workspace_id=workspace
         )
@@ -55,7 +45,7 @@ async def test_a_consumer_killed_mid_handling_leaves_its_message_to_another_whic
         async def victim_started() -> bool:
             return bool(await markers.lrange(marker, 0, -1))
 
-        await wait_for(victim_started)
+        await eventually(victim_started)
         # Mid-handling, and alive long enough to have heartbeated its message several times.
         await asyncio.sleep(IDLE_S * 2)
         os.kill(victim.pid, signal.SIGKILL)
@@ -72,14 +62,15 @@ async def test_a_consumer_killed_mid_handling_leaves_its_message_to_another_whic
         async def rescued() -> bool:
             return bool(handled)
 
-        await wait_for(rescued)
+        await eventually(rescued)
         await asyncio.sleep(IDLE_S * 3)  # time enough for any wrongful second delivery
         rescuer.stop()
         await asyncio.wait_for(serving, timeout=10)
 
         assert await markers.lrange(marker, 0, -1) == [sent.message_id]
         assert handled == [sent.message_id]
-        assert rescuer.stats.reclaimed == 1 and rescuer.stats.handled == 1
+        assert rescuer.stats.reclaimed == 1
+        assert rescuer.stats.handled == 1
         assert await bus.pending_count(inbox_key(workspace, "analyst", sent.priority), "inbox") == 0
     finally:
         if victim.returncode is None:

@@ -25,7 +25,8 @@ async def test_a_lane_emptied_before_delivery_counts_its_entries_when_it_next_ge
         assert [d.message.content["n"] for d in first.deliveries if d.message] == [0]
         await raw.xtrim(low, maxlen=0)
         emptied = await bus.receive([high, low], "g", "c", block_ms=0)
-        assert emptied.deliveries == [] and emptied.trimmed == {}
+        assert emptied.deliveries == []
+        assert emptied.trimmed == {}
         await bus.publish(low, note(3))
         again = await bus.receive([high, low], "g", "c", block_ms=0)
         assert [d.message.content["n"] for d in again.deliveries if d.message] == [3]

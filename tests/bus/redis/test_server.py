@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -13,15 +12,9 @@ import pytest
 from bus import IN_MEMORY_WARNING, InMemoryBus, RedisBus, connect_bus
 from bus.redis.server import SOCKET_PATH_LIMIT, PrivateRedis, redis_server_binary, socket_path_for
 from engine.errors import BusUnavailable, ConfigError
+from tests.servers import free_port
 
 needs_redis_server = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @needs_redis_server
@@ -30,13 +23,16 @@ def test_private_redis_starts_is_reused_and_stops(tmp_path: Path) -> None:
     second = PrivateRedis(tmp_path)
     try:
         first.start()
-        assert first.answers() and first.started and not first.reused
+        assert first.answers()
+        assert first.started
+        assert not first.reused
         assert first.url == f"unix://{tmp_path.resolve()}/redis.sock"
         assert stat.S_IMODE(first.socket_path.stat().st_mode) == 0o700
         assert (tmp_path / "redis.pid").read_text().strip().isdigit()
 
         second.start()
-        assert second.reused and not second.started
+        assert second.reused
+        assert not second.started
         assert second.url == first.url
 
         second.stop()  # a reused server is not this instance's to stop
@@ -55,7 +51,8 @@ def test_private_redis_restarts_after_a_stop(tmp_path: Path) -> None:
         assert server.answers()
     assert not server.answers()
     with PrivateRedis(tmp_path) as again:
-        assert again.answers() and not again.reused
+        assert again.answers()
+        assert not again.reused
 
 
 @needs_redis_server
@@ -63,7 +60,8 @@ def test_private_redis_in_a_deep_folder_puts_its_socket_in_tmp(tmp_path: Path) -
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     path = socket_path_for(deep)
     assert len(os.fsencode(path)) <= SOCKET_PATH_LIMIT
-    assert path.name == "redis.sock" and deep.resolve() not in path.parents
+    assert path.name == "redis.sock"
+    assert deep.resolve() not in path.parents
     assert socket_path_for(deep) == path  # stable, so a later process finds the same server
 
     with PrivateRedis(deep) as server:
@@ -89,7 +87,7 @@ def test_private_redis_that_exits_at_start_reports_its_log(tmp_path: Path) -> No
 
 
 async def test_connect_bus_with_a_url_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
-    url = f"redis://127.0.0.1:{closed_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(BusUnavailable, match=f"Redis at {url} does not answer.*unset the Redis URL"):
         await connect_bus(url, tmp_path)
 
@@ -102,7 +100,8 @@ async def test_connect_bus_with_a_bad_url_is_a_config_error(tmp_path: Path) -> N
 async def test_connect_bus_uses_the_configured_redis(redis_url: str, tmp_path: Path) -> None:
     bus, description, server = await connect_bus(redis_url, tmp_path)
     try:
-        assert isinstance(bus, RedisBus) and server is None
+        assert isinstance(bus, RedisBus)
+        assert server is None
         assert description.startswith("redis at ")
         await bus.ping()
     finally:
@@ -119,7 +118,8 @@ async def test_connect_bus_without_a_url_starts_a_private_server(tmp_path: Path)
         assert description == f"private redis-server at {server.url} (started)"
         await bus.ping()
         again, described, reused = await connect_bus("", tmp_path)
-        assert described.endswith("(reused)") and reused is not None
+        assert described.endswith("(reused)")
+        assert reused is not None
         await again.close()
         reused.stop()
         await bus.ping()
@@ -134,7 +134,8 @@ async def test_connect_bus_falls_back_to_memory_with_a_warning(
     monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server to be found
     with caplog.at_level(logging.WARNING, logger="roundtable.bus"):
         bus, description, server = await connect_bus(None, tmp_path)
-    assert isinstance(bus, InMemoryBus) and server is None
+    assert isinstance(bus, InMemoryBus)
+    assert server is None
     assert description == "in-memory bus"
     assert IN_MEMORY_WARNING in caplog.text
     await bus.close()
