@@ -14,7 +14,8 @@ from engine.rules import VotingRule
 class Settings(BaseSettings):
     """Every knob of RoundTable. Environment variables carry the prefix `ROUNDTABLE_`."""
 
-    model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", extra="ignore")
+    # populate_by_name: `Settings(bus_url=...)` must work too, not only the aliases read from the environment.
+    model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(
         default=Path.home() / ".roundtable", description="where the database and the private Redis live"
