@@ -199,3 +199,64 @@ async def test_closing_deletes_the_reply_stream(bus: Bus, workspace: str) -> Non
     )
     await requester.close()
     assert await bus.length(requester.reply_to) == 0
+
+
+async def test_a_cancelled_request_counts_its_response_as_late_and_hands_it_to_on_late(
+    bus: Bus, analyst: Mailbox, workspace: str
+) -> None:
+    """A caller that stops waiting (as the engine does at its turn timeout) gives the request up."""
+    late: list[AgentMessage] = []
+
+    async def on_late(message: AgentMessage) -> None:
+        late.append(message)
+
+    requester = Requester(Mailbox(bus, workspace, "engine", config=FAST), block_ms=50, on_late=on_late)
+    await requester.start()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(requester.request("analyst", {"q": 1}, timeout=30), 0.3)
+        [envelope] = await analyst.receive(block_ms=5000)
+        await answer(analyst, envelope.message, {"a": "late"})
+        for _ in range(500):
+            if late:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await requester.close()
+    assert [m.content for m in late] == [{"a": "late"}]
+    assert late[0].correlation_id == envelope.message.message_id
+    assert requester.stats.abandoned == 1 and requester.stats.late == 1 and requester.stats.unmatched == 0
+
+
+async def test_a_late_response_from_another_agent_is_unmatched_and_not_handed_on(
+    bus: Bus, analyst: Mailbox, workspace: str
+) -> None:
+    late: list[AgentMessage] = []
+
+    async def on_late(message: AgentMessage) -> None:
+        late.append(message)
+
+    requester = Requester(Mailbox(bus, workspace, "engine", config=FAST), block_ms=50, on_late=on_late)
+    await requester.start()
+    try:
+        waiting = asyncio.create_task(requester.request("analyst", {"q": 1}, timeout=0.5))
+        [envelope] = await analyst.receive(block_ms=5000)
+        with pytest.raises(RequestTimedOut):
+            await waiting
+        forged = response_to(envelope.message, from_agent="mallory", content={"forged": True})
+        await bus.publish(requester.reply_to, forged)
+        await answer(analyst, envelope.message, {"real": True})
+        for _ in range(500):
+            if requester.stats.late + requester.stats.unmatched == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await requester.close()
+    assert [m.content for m in late] == [{"real": True}]
+    assert requester.stats.late == 1 and requester.stats.unmatched == 1
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+def test_the_outage_allowance_must_be_positive(bus: Bus, workspace: str, seconds: float) -> None:
+    with pytest.raises(BadRequest, match="outage_s must be more than 0"):
+        Requester(Mailbox(bus, workspace, "engine"), outage_s=seconds)
