@@ -14,6 +14,7 @@ from engine.rules import VotingRule
 class Settings(BaseSettings):
     """Every knob of RoundTable. Environment variables carry the prefix `ROUNDTABLE_`."""
 
+    # validate_by_name: `Settings(bus_url=...)` works too, not only the aliases read from the environment.
     model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", extra="ignore", validate_by_name=True)
 
     data_dir: Path = Field(

@@ -107,6 +107,11 @@ class RequestTimedOut(AgentUnavailable):
 class RequestFailed(AgentUnavailable):
     """A request on the bus was answered with `status=failed`; the message carries the responder's error."""
 
+    def __init__(self, message: str, *, error: str = "") -> None:
+        super().__init__(message)
+        #: The responder's own account of the failure (the response's `content.error`), without our framing.
+        self.error = error
+
 
 class LLMError(RoundTableError):
     """The model provider failed: HTTP error, refused connection or timeout."""

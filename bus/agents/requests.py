@@ -11,9 +11,16 @@ The reply path (see docs/bus-protocol.md):
   `reply_to` is answered in the sender's inbox instead; `Requester.resolve` accepts either.
 
 A request's ttl is its timeout, so a responder that takes it up too late dead-letters it unrun. A
-response that still arrives after its waiter gave up is dropped and counted (`RequestStats.late`), as is
-one no waiter asked for (`unmatched`): a response reaches only the waiter of its correlation id, and
+response that still arrives after its waiter gave up (timed out, was cancelled, or lost the bus) is
+counted (`RequestStats.late`) and handed to `on_late`, never to another waiter; one no waiter asked for
+is dropped and counted (`unmatched`): a response reaches only the waiter of its correlation id, and
 only when it comes from the agent that was asked.
+
+A lost bus does not fail the waiters at once: the reader backs off and retries (`bus.backoff.Backoff`,
+as the mailboxes do), so a restart of a few seconds costs nothing, and each waiter ends at its own
+timeout. Only when the reply stream has stayed unreadable for `outage_s` does the bus count as gone:
+every waiter then fails with `BusUnavailable`, which a caller can act on (the engine stops, resumable)
+rather than mistake for an agent that did not answer.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,8 +50,14 @@ REPLY_GROUP = "reply"
 REPLY_RETENTION = Retention(maxlen=10_000)
 #: `metadata.status` of a response.
 Status = Literal["ok", "failed"]
-#: How many timed-out correlation ids are remembered, to tell a late response from a stray one.
+#: How long the reply stream may stay unreadable before the bus counts as gone and every waiter fails
+#: with `BusUnavailable`; longer than a restart or a failover, shorter than a deliberation's turn timeout.
+OUTAGE_S = 10.0
+#: How many given-up correlation ids are remembered, to tell a late response from a stray one.
 _REMEMBERED = 10_000
+
+#: Receives a response that came after its waiter gave up, e.g. to account for the work it cost.
+LateHandler = Callable[[AgentMessage], Coroutine[Any, Any, None]]
 
 
 def reply_key(workspace: str, agent: str, instance: str) -> str:
@@ -61,7 +75,10 @@ class RequestStats:
     #: Answered with status "failed".
     failed: int = 0
     timed_out: int = 0
-    #: Responses dropped because their request had timed out already.
+    #: Given up before a response came, other than by timeout: the caller cancelled the request (as the
+    #: engine does at its turn timeout), the bus stayed unreachable, or the requester was closed.
+    abandoned: int = 0
+    #: Responses that came after their request was given up (timed out or abandoned).
     late: int = 0
     #: Responses dropped because no waiter asked for them: unknown or repeated correlation id, a sender
     #: other than the agent asked, another workspace, or an unreadable entry.
@@ -93,16 +110,33 @@ class Requester:
         mailbox: the sending agent's mailbox; requests go out with its checks (registered recipient...).
         instance: names this requester's reply stream; the mailbox's consumer name by default.
         block_ms: longest a read of the reply stream waits before looking again.
+        on_late: called with each response that comes after its request was given up.
+        outage_s: how long the reply stream may stay unreadable before every waiter fails with
+            `BusUnavailable`.
     """
 
-    def __init__(self, mailbox: Mailbox, *, instance: str | None = None, block_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        *,
+        instance: str | None = None,
+        block_ms: int = 1000,
+        on_late: LateHandler | None = None,
+        outage_s: float = OUTAGE_S,
+    ) -> None:
+        if outage_s <= 0:
+            raise BadRequest(f"a requester's outage_s must be more than 0 seconds, got {outage_s}")
         self._box = mailbox
         self._bus: Bus = mailbox.bus
         self._instance = instance or mailbox.consumer
         self.reply_to = reply_key(mailbox.workspace, mailbox.agent, self._instance)
         self._block_ms = block_ms
+        self._on_late = on_late
+        self._outage_s = outage_s
         self._waiters: dict[str, _Waiter] = {}
-        self._gave_up: OrderedDict[str, None] = OrderedDict()
+        #: Given-up request ids, each with the agent that was asked.
+        self._gave_up: OrderedDict[str, str] = OrderedDict()
+        self._late_calls: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = RequestStats()
@@ -115,14 +149,17 @@ class Requester:
             self._reader = asyncio.create_task(self._read(), name=f"replies-{self._instance}")
 
     async def close(self) -> None:
-        """Stop reading, fail the requests still waiting, and delete the reply stream."""
+        """Stop reading, fail the requests still waiting, and delete the reply stream.
+
+        `on_late` calls under way are waited for, so the work they account for is not lost.
+        """
         self._closing = True
         if self._reader is not None:
             await stop_task(self._reader)
             self._reader = None
-        for waiter in self._waiters.values():
-            if not waiter.future.done():
-                waiter.future.set_exception(BusUnavailable("the requester was closed before a response came"))
+        self._fail_waiters("the requester was closed before a response came")
+        if self._late_calls:
+            await asyncio.gather(*self._late_calls, return_exceptions=True)
         with contextlib.suppress(BusUnavailable):
             await self._bus.delete(self.reply_to)
 
@@ -155,10 +192,11 @@ class Requester:
 
         Raises:
             RequestTimedOut: no response came within `timeout`.
-            RequestFailed: the response says the responder failed (status "failed").
+            RequestFailed: the response says the responder failed (status "failed"); its `error` says why.
             UnknownRecipient: `to` is not registered.
             BadRequest: `to`, `content` or `timeout` cannot make a request.
-            BusUnavailable: the bus cannot be reached, or the requester is not running.
+            BusUnavailable: the bus cannot be reached (at send, or for `outage_s` while waiting), or the
+                requester is not running or was closed.
         """
         if timeout <= 0:
             raise BadRequest(f"a request timeout must be more than 0 seconds, got {timeout}")
@@ -187,17 +225,24 @@ class Requester:
                 response = await asyncio.wait_for(future, timeout)
             except TimeoutError:
                 self._count("timed_out")
-                self._remember_gave_up(message.message_id)
+                self._remember_gave_up(message.message_id, to)
                 raise RequestTimedOut(
                     f"no response from {to!r} within {timeout:g}s to request {message.message_id}; "
-                    "a later response will be dropped"
+                    "a later response will be counted as late"
                 ) from None
+            except (asyncio.CancelledError, BusUnavailable):
+                # The request is out: a response may still come, and is then late, not a stray.
+                self._count("abandoned")
+                self._remember_gave_up(message.message_id, to)
+                raise
         finally:
             self._waiters.pop(message.message_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed while the send was still under way: seen, not "never retrieved"
         if response.metadata.get("status") == "failed":
             self._count("failed")
-            error = response.content.get("error") or "no reason given"
-            raise RequestFailed(f"{to!r} failed request {message.message_id}: {error}")
+            error = str(response.content.get("error") or "no reason given")
+            raise RequestFailed(f"{to!r} failed request {message.message_id}: {error}", error=error)
         self._count("answered")
         return response
 
@@ -208,7 +253,10 @@ class Requester:
         )
 
     def resolve(self, message: AgentMessage) -> bool:
-        """Hand a response to its waiter; False (and counted) when it is late or nobody's."""
+        """Hand a response to its waiter; False (and counted) when it is late or nobody's.
+
+        A late response (from the agent asked) goes to `on_late`, in a task of its own.
+        """
         correlation = message.correlation_id or ""
         waiter = self._waiters.get(correlation)
         if (
@@ -218,9 +266,15 @@ class Requester:
             or message.from_agent != waiter.to
             or message.workspace_id != self._box.workspace
         ):
-            late = waiter is None and correlation in self._gave_up
+            late = (
+                waiter is None
+                and message.message_type == "response"
+                and self._gave_up.get(correlation) == message.from_agent
+                and message.workspace_id == self._box.workspace
+            )
             if late:
                 self._count("late")
+                self._call_on_late(message)
             else:
                 self._count("unmatched")
             log.info(
@@ -234,37 +288,80 @@ class Requester:
         waiter.future.set_result(message)
         return True
 
+    def _call_on_late(self, message: AgentMessage) -> None:
+        if self._on_late is None:
+            return
+        # Held here, since the loop keeps only a weak reference to a task; `close` waits for them.
+        call = asyncio.create_task(self._on_late(message), name=f"late-{message.correlation_id}")
+        self._late_calls.add(call)
+        call.add_done_callback(self._late_call_done)
+
+    def _late_call_done(self, call: asyncio.Task[None]) -> None:
+        self._late_calls.discard(call)
+        if not call.cancelled() and call.exception() is not None:
+            log.warning(
+                "roundtable.late_response_failed agent=%s error=%s", self._box.agent, call.exception()
+            )
+
+    def _fail_waiters(self, why: str) -> None:
+        for waiter in self._waiters.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(BusUnavailable(why))
+
     def _count(self, name: str) -> None:
         setattr(self.stats, name, getattr(self.stats, name) + 1)
         setattr(_TOTALS, name, getattr(_TOTALS, name) + 1)
 
-    def _remember_gave_up(self, message_id: str) -> None:
-        self._gave_up[message_id] = None
+    def _remember_gave_up(self, message_id: str, to: str) -> None:
+        self._gave_up[message_id] = to
         while len(self._gave_up) > _REMEMBERED:
             self._gave_up.popitem(last=False)
 
     async def _read(self) -> None:
         backoff = Backoff()
-        while not self._closing:
-            try:
-                deliveries = await self._bus.consume(
-                    self.reply_to, REPLY_GROUP, self._instance, count=100, block_ms=self._block_ms
-                )
-                for delivery in deliveries:
-                    if delivery.message is None:
-                        self._count("unmatched")
-                        log.warning(
-                            "roundtable.response_malformed stream=%s error=%s", self.reply_to, delivery.error
-                        )
-                    else:
-                        self.resolve(delivery.message)
-                if deliveries:
-                    await self._bus.ack(self.reply_to, REPLY_GROUP, [d.entry_id for d in deliveries])
+        loop = asyncio.get_running_loop()
+        # Armed by the first failed read, disarmed by the next good one. A timer rather than a check after
+        # each failure, since one read can take long to fail (a backend queueing its reconnections).
+        deadline: asyncio.TimerHandle | None = None
+        error = ""
+
+        def gone() -> None:
+            self._fail_waiters(f"the bus has been unreachable for {self._outage_s:g}s: {error}")
+
+        try:
+            while not self._closing:
+                try:
+                    await self._read_once()
+                except BusUnavailable as exc:
+                    error = str(exc)
+                    if deadline is None:
+                        log.warning("roundtable.replies_unreadable stream=%s error=%s", self.reply_to, exc)
+                        deadline = loop.call_later(self._outage_s, gone)
+                    elif deadline.when() <= loop.time():
+                        gone()  # still gone: the requests sent since then fail too
+                    await backoff.wait()
+                    continue
+                if deadline is not None:
+                    deadline.cancel()
+                    deadline = None
+                    log.info("roundtable.replies_readable stream=%s", self.reply_to)
                 backoff.reset()
-            except BusUnavailable as exc:
-                # Waiters keep waiting until their own timeouts: the bus may be back before then.
-                log.warning("roundtable.replies_unreadable stream=%s error=%s", self.reply_to, exc)
-                await backoff.wait()
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+
+    async def _read_once(self) -> None:
+        deliveries = await self._bus.consume(
+            self.reply_to, REPLY_GROUP, self._instance, count=100, block_ms=self._block_ms
+        )
+        for delivery in deliveries:
+            if delivery.message is None:
+                self._count("unmatched")
+                log.warning("roundtable.response_malformed stream=%s error=%s", self.reply_to, delivery.error)
+            else:
+                self.resolve(delivery.message)
+        if deliveries:
+            await self._bus.ack(self.reply_to, REPLY_GROUP, [d.entry_id for d in deliveries])
 
 
 def response_to(
@@ -303,9 +400,7 @@ async def answer(
             log.warning("roundtable.response_undeliverable agent=%s error=%s", mailbox.agent, exc)
             return False
         return True
-    if not reply_to.startswith(stream_key(request.workspace_id, "reply") + ":") and not reply_to.startswith(
-        stream_key(request.workspace_id, "session") + ":"
-    ):
+    if not reply_to.startswith(stream_key(request.workspace_id, "reply") + ":"):
         log.warning(
             "roundtable.response_undeliverable agent=%s reply_to=%r is not a reply stream of workspace %r",
             mailbox.agent,

@@ -119,6 +119,8 @@ class NatsLink:
         self._tokens = itertools.count()
         self._connected = asyncio.Event()
         self._last_error: BaseException | None = None
+        #: The last failed connection attempt: when it ended, and how.
+        self._failed: tuple[float, str] | None = None
         self._closed = False
 
     # --- connection -------------------------------------------------------------------------------
@@ -134,12 +136,24 @@ class NatsLink:
             except TimeoutError:
                 raise BusUnavailable(f"nats at {self.where} failed: reconnecting, not answering") from None
             return nc
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         async with self._lock:
             if self._nc is not None and self._nc.is_connected:
                 return self._nc
             if self._closed:
                 raise BusUnavailable(f"the bus on nats at {self.where} is closed")
-            self._nc = await self._connect()
+            # An attempt that failed while this caller queued answers for it too: otherwise every loop
+            # of every agent would try in turn, each for a whole attempt, and a dead server would take
+            # each operation longer to report the more of them there are.
+            if self._failed is not None and self._failed[0] >= arrived:
+                raise BusUnavailable(self._failed[1])
+            try:
+                self._nc = await self._connect()
+            except BusUnavailable as exc:
+                self._failed = (loop.time(), str(exc))
+                raise
+            self._failed = None
             return self._nc
 
     async def _connect(self) -> Client:

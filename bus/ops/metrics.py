@@ -25,7 +25,8 @@ Every metric carries the labels `workspace` and `agent` (the mailbox's own agent
 
 and, for the whole process (`bus/agents/requests.py`'s `request_totals`), without labels but the outcome:
 `roundtable_bus_requests_sent_total`, `roundtable_bus_requests_completed_total` (outcome: answered,
-failed, timed_out) and `roundtable_bus_responses_dropped_total` (reason: late, unmatched).
+failed, timed_out, abandoned) and `roundtable_bus_responses_dropped_total` (reason: late, unmatched).
+The engine's turns are requests too; a turn the engine stopped waiting for is `abandoned`.
 
 `roundtable worker --metrics-port P` (or `ROUNDTABLE_METRICS_PORT`) serves them at `/metrics`; a
 web app mounts `asgi_app()` instead.
@@ -357,18 +358,20 @@ def _request_families() -> Iterable[Metric]:
     sent.add_metric([], totals.sent)
     completed = CounterMetricFamily(
         "roundtable_bus_requests_completed",
-        "Requests by outcome: answered, failed (answered with a failure), timed_out.",
+        "Requests by outcome: answered, failed (answered with a failure), timed_out, abandoned "
+        "(cancelled by the caller, the bus lost, or the requester closed).",
         labels=["outcome"],
     )
     for outcome, value in (
         ("answered", totals.answered),
         ("failed", totals.failed),
         ("timed_out", totals.timed_out),
+        ("abandoned", totals.abandoned),
     ):
         completed.add_metric([outcome], value)
     dropped = CounterMetricFamily(
         "roundtable_bus_responses_dropped",
-        "Responses dropped: late (their request had timed out) or unmatched (no waiter asked for them).",
+        "Responses dropped: late (their request had been given up) or unmatched (no waiter asked for them).",
         labels=["reason"],
     )
     dropped.add_metric(["late"], totals.late)

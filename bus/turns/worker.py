@@ -7,7 +7,7 @@ worker that died is reported offline by the ones still running.
 
 Workers serving the same persona share its consumer group, so each request is handled by exactly one
 of them, and a request left by a worker that died is reclaimed by another. A request is settled only
-after its reply is published on the session's reply stream.
+after its reply is published on the request's reply stream (`metadata.reply_to`).
 """
 
 from __future__ import annotations

@@ -251,8 +251,7 @@ class RawAgent:
         if reply_to is None:
             await self.send(response)
             return
-        allowed = (f"rt:{{{request['workspace_id']}}}:reply:", f"rt:{{{request['workspace_id']}}}:session:")
-        if reply_to.startswith(allowed):
+        if reply_to.startswith(f"rt:{{{request['workspace_id']}}}:reply:"):
             await self.r.xadd(reply_to, entry_of(response), maxlen=10_000, approximate=True)  # type: ignore[arg-type]
 
     async def request(

@@ -17,11 +17,6 @@ Responder = Callable[[AgentMessage], Awaitable[None]]
 
 
 @pytest.fixture
-def workspace(prefix: str) -> str:
-    return prefix.removeprefix("rt:{").removesuffix("}:")
-
-
-@pytest.fixture
 async def asker(bus: Bus, workspace: str) -> AsyncIterator[Requester]:
     requester = Requester(Mailbox(bus, workspace, "engine", config=FAST), block_ms=50)
     await requester.start()
@@ -62,7 +57,8 @@ async def test_a_request_gets_the_response_correlated_to_it(asker: Requester, an
     assert response.from_agent == "analyst"
     assert response.content == {"echo": {"q": "why?"}}
     assert response.metadata["status"] == "ok"
-    assert asker.stats.sent == 1 and asker.stats.answered == 1
+    assert asker.stats.sent == 1
+    assert asker.stats.answered == 1
 
 
 async def test_a_request_sends_requires_response_a_ttl_and_its_reply_stream(
@@ -71,7 +67,8 @@ async def test_a_request_sends_requires_response_a_ttl_and_its_reply_stream(
     waiting = asyncio.create_task(asker.request("analyst", {"q": 1}, timeout=5))
     [envelope] = await analyst.receive(block_ms=5000)
     request = envelope.message
-    assert request.message_type == "request" and request.requires_response
+    assert request.message_type == "request"
+    assert request.requires_response
     assert request.ttl == 5
     assert request.metadata["reply_to"] == asker.reply_to
     assert asker.reply_to.startswith(f"rt:{{{workspace}}}:reply:engine:")
@@ -85,7 +82,8 @@ async def test_no_response_within_the_timeout_raises_request_timed_out(
 ) -> None:
     with pytest.raises(RequestTimedOut, match=r"no response from 'analyst' within 0\.2s"):
         await asker.request("analyst", {"q": "anyone?"}, timeout=0.2)
-    assert asker.stats.timed_out == 1 and asker.stats.answered == 0
+    assert asker.stats.timed_out == 1
+    assert asker.stats.answered == 0
 
 
 async def test_a_late_response_is_dropped_and_counted_and_the_next_request_gets_its_own(
@@ -115,7 +113,9 @@ async def test_a_late_response_is_dropped_and_counted_and_the_next_request_gets_
         await stop(analyst, task)
     assert response.content == {"n": 2}
     assert asker.stats.late == 1
-    assert asker.stats.answered == 1 and asker.stats.timed_out == 1 and asker.stats.unmatched == 0
+    assert asker.stats.answered == 1
+    assert asker.stats.timed_out == 1
+    assert asker.stats.unmatched == 0
     assert request_totals().late - before.late == 1  # the process-wide count, for metrics
 
 
@@ -131,7 +131,8 @@ async def test_concurrent_requests_each_get_their_own_response(asker: Requester,
     finally:
         await stop(analyst, task)
     assert [r.content["n"] for r in responses] == list(range(20))
-    assert asker.stats.answered == 20 and asker.stats.unmatched == 0
+    assert asker.stats.answered == 20
+    assert asker.stats.unmatched == 0
 
 
 async def test_a_response_from_another_agent_never_reaches_the_waiter(
@@ -199,3 +200,67 @@ async def test_closing_deletes_the_reply_stream(bus: Bus, workspace: str) -> Non
     )
     await requester.close()
     assert await bus.length(requester.reply_to) == 0
+
+
+async def test_a_cancelled_request_counts_its_response_as_late_and_hands_it_to_on_late(
+    bus: Bus, analyst: Mailbox, workspace: str
+) -> None:
+    """A caller that stops waiting (as the engine does at its turn timeout) gives the request up."""
+    late: list[AgentMessage] = []
+
+    async def on_late(message: AgentMessage) -> None:
+        late.append(message)
+
+    requester = Requester(Mailbox(bus, workspace, "engine", config=FAST), block_ms=50, on_late=on_late)
+    await requester.start()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(requester.request("analyst", {"q": 1}, timeout=30), 0.3)
+        [envelope] = await analyst.receive(block_ms=5000)
+        await answer(analyst, envelope.message, {"a": "late"})
+        for _ in range(500):
+            if late:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await requester.close()
+    assert [m.content for m in late] == [{"a": "late"}]
+    assert late[0].correlation_id == envelope.message.message_id
+    assert requester.stats.abandoned == 1
+    assert requester.stats.late == 1
+    assert requester.stats.unmatched == 0
+
+
+async def test_a_late_response_from_another_agent_is_unmatched_and_not_handed_on(
+    bus: Bus, analyst: Mailbox, workspace: str
+) -> None:
+    late: list[AgentMessage] = []
+
+    async def on_late(message: AgentMessage) -> None:
+        late.append(message)
+
+    requester = Requester(Mailbox(bus, workspace, "engine", config=FAST), block_ms=50, on_late=on_late)
+    await requester.start()
+    try:
+        waiting = asyncio.create_task(requester.request("analyst", {"q": 1}, timeout=0.5))
+        [envelope] = await analyst.receive(block_ms=5000)
+        with pytest.raises(RequestTimedOut):
+            await waiting
+        forged = response_to(envelope.message, from_agent="mallory", content={"forged": True})
+        await bus.publish(requester.reply_to, forged)
+        await answer(analyst, envelope.message, {"real": True})
+        for _ in range(500):
+            if requester.stats.late + requester.stats.unmatched == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await requester.close()
+    assert [m.content for m in late] == [{"real": True}]
+    assert requester.stats.late == 1
+    assert requester.stats.unmatched == 1
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+def test_the_outage_allowance_must_be_positive(bus: Bus, workspace: str, seconds: float) -> None:
+    with pytest.raises(BadRequest, match="outage_s must be more than 0"):
+        Requester(Mailbox(bus, workspace, "engine"), outage_s=seconds)

@@ -309,6 +309,34 @@ async def test_nobody_listening_is_bus_unavailable() -> None:
     await bus.close()
 
 
+async def test_operations_queued_behind_a_failed_connection_attempt_share_its_failure() -> None:
+    """A dead server costs one attempt, not one per waiting operation (each would wait out the rest)."""
+    attempts = 0
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.close()
+
+    listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    bus = NatsBus(f"nats://127.0.0.1:{port}")
+    try:
+        outcomes = await asyncio.gather(
+            *(bus.length(f"rt:{{w}}:s{n}") for n in range(10)), return_exceptions=True
+        )
+        one_attempt = attempts
+        assert all(isinstance(outcome, BusUnavailable) for outcome in outcomes)
+        with pytest.raises(BusUnavailable):  # an operation that comes later tries again
+            await bus.length("rt:{w}:s")
+    finally:
+        await bus.close()
+        listener.close()
+        await listener.wait_closed()
+    assert 1 <= one_attempt < 10
+    assert attempts > one_attempt
+
+
 async def test_a_server_that_lost_its_store_is_made_whole_by_the_next_calls(tmp_path: Path) -> None:
     """With memory storage a restart loses streams, groups and buckets; the bus makes them again."""
     server = NatsProcess(tmp_path / "nats").start()
