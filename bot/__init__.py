@@ -13,6 +13,7 @@ from engine.errors import (
     SessionNotFound,
 )
 from engine.progress import Progress
+from engine.report import SessionReport
 from engine.rules import VOTING_RULES
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RuleMismatch",
     "Runtime",
     "SessionNotFound",
+    "SessionReport",
     "SessionRequest",
     "SessionRunner",
     "Settings",

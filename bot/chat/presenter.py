@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.views import ProgressView, ResultView
+from engine.report import SessionReport
 
 
 class ChatResult(BaseModel):
@@ -18,8 +19,7 @@ class ChatResult(BaseModel):
     view: ResultView
     #: The vote chart as a PNG, or None when nobody voted.
     chart_png: bytes | None
-    #: The session document of contracts/cli.md.
-    doc: dict[str, Any]
+    report: SessionReport
 
 
 class SessionPresenter(Protocol):
