@@ -10,6 +10,7 @@ After an intended change of the document, rewrite them with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import pytest
 
 from tests.adapters.test_cli import roundtable
 from tests.fakes.fake_llm import FakeLLM
+from tests.storage.untyped import store_the_old_way, untyped_report
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "cli"
 UPDATE = os.environ.get("ROUNDTABLE_UPDATE_GOLDEN") == "1"
@@ -76,3 +78,19 @@ def test_the_session_document_of_a_fixed_session_matches_the_golden_files(
     recounted = roundtable("retally", session_id, "--voting", "condorcet", "--json", env=env)
     assert recounted.returncode == 0, recounted.stderr
     check("retally", normalise(recounted.stdout, session_id))
+
+
+def test_a_session_stored_before_the_typed_report_shows_as_stored_and_recounts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    session_id = asyncio.run(store_the_old_way(f"sqlite+aiosqlite:///{data / 'roundtable.db'}"))
+    env = {**os.environ, "ROUNDTABLE_DATA_DIR": str(data)}
+
+    shown = roundtable("show", session_id, "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == json.dumps(untyped_report(), ensure_ascii=False) + "\n"
+
+    recounted = roundtable("retally", session_id, "--voting", "unanimity", "--json", env=env)
+    assert recounted.returncode == 0, recounted.stderr
+    document = json.loads(recounted.stdout)
+    assert (document["voting_rule"], document["tally"]["rule"]) == ("unanimity", "unanimity")
+    assert document["ballots"] == untyped_report()["ballots"]
