@@ -19,8 +19,10 @@ from bot.views import (
     split_text,
     statistics_view,
 )
+from bot.views.result import consensus_percent
 from engine.errors import BadRequest
 from engine.report import SessionReport
+from engine.voting import TallyResult
 from personas import Persona, load_personas
 
 TEAM = ["analyst", "creative", "skeptic", "pragmatist", "ethicist"]
@@ -217,6 +219,23 @@ def test_no_winner_says_there_was_no_decision_and_why(
     assert view.benefits == [] and view.steps == []
     assert view.degraded is not None and "1 step did not complete normally" in view.degraded.summary
     assert all(v.share == 0.0 and not v.is_winner for v in view.votes)
+
+
+def test_the_exact_consensus_is_shown_as_a_whole_percent(
+    doc: dict[str, Any], personas: dict[str, Persona]
+) -> None:
+    doc["tally"]["consensus"] = 2 / 3
+    assert build_result_view(report(doc), personas).consensus_percent == 67
+
+
+@pytest.mark.parametrize("valid_ballots", range(1, 13))
+def test_views_show_the_exact_consensus_as_they_showed_the_rounded_one(valid_ballots: int) -> None:
+    """Reports used to carry the consensus rounded to 4 decimals; every share of up to 12 ballots still
+    shows as the same whole percent."""
+    for tops in range(valid_ballots + 1):
+        exact = tops / valid_ballots
+        tally = TallyResult.model_validate({**TALLY, "consensus": exact})
+        assert consensus_percent(tally) == round(round(exact, 4) * 100)
 
 
 def test_unknown_persona_falls_back_to_its_id(doc: dict[str, Any]) -> None:

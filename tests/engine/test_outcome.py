@@ -36,12 +36,15 @@ def shuffled_within_steps(payloads: list[dict[str, Any]], seed: int) -> list[dic
     return out + turns
 
 
-def test_the_log_of_an_untyped_session_rebuilds_its_stored_document() -> None:
-    """Only the duration differs: the stored one was taken as the report was built, not at completion."""
+def test_the_log_of_an_untyped_session_rebuilds_its_stored_document_with_the_exact_consensus() -> None:
+    """The untyped code rounded the consensus (2 of 3 was 0.6667); the duration was taken as the report
+    was built, not at completion. Nothing else differs."""
     _, payloads = untyped_session()
     stored = payloads[-1]["result"]
+    assert stored["tally"]["consensus"] == 0.6667
     again = rebuilt(payloads)
-    assert again == {**stored, "duration_s": again["duration_s"]}
+    exact = {**stored["tally"], "consensus": 2 / 3}
+    assert again == {**stored, "tally": exact, "duration_s": again["duration_s"]}
     assert again["duration_s"] >= stored["duration_s"]
 
 
