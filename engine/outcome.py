@@ -16,13 +16,13 @@ from engine.report import (
     Ballot,
     Degradation,
     ProposalRecord,
-    ReportStatus,
     SessionReport,
+    SessionStatus,
     SessionUsage,
     TranscriptEntry,
 )
 from engine.rules import BALLOT_FIELD, VotingRule
-from engine.turns import Phase, Usage
+from engine.turns import Phase
 from engine.voting import TallyInput, TallyResult, ballot_fits, tally
 
 __all__ = ["build_report", "retally", "tally_input"]
@@ -69,7 +69,7 @@ def build_report(
     session_id: str,
     log: SessionLog,
     *,
-    status: ReportStatus,
+    status: SessionStatus,
     now: datetime | None = None,
     rule: VotingRule | None = None,
 ) -> SessionReport:
@@ -159,7 +159,8 @@ def _degradations(
 def _usage(log: SessionLog) -> SessionUsage:
     """Total usage (late replies included), by agent in team order and by phase in phase order."""
     total, by_agent, by_phase = log.usage()
-    agents = [*log.config.team, *(a for a in by_agent if a not in log.config.team)]
+    team = log.config.team
+    agents = [*team, *(a for a in by_agent if a not in team)]  # off-team agents (none in practice) last
     phases: tuple[Phase, ...] = get_args(Phase)
     return SessionUsage(
         llm_calls=total.llm_calls,
@@ -167,7 +168,7 @@ def _usage(log: SessionLog) -> SessionUsage:
         completion_tokens=total.completion_tokens,
         cost_usd=round(total.cost_usd, _COST_DIGITS),
         by_agent={a: by_agent[a] for a in agents if a in by_agent},
-        by_phase=_in_order(by_phase, phases),
+        by_phase={phase: by_phase[phase] for phase in phases if phase in by_phase},
     )
 
 
@@ -185,10 +186,6 @@ def _raw_ballots(log: SessionLog) -> list[dict[str, Any]]:
         for agent in log.config.team
         if (turn := log.turn("votes", agent)) is not None
     ]
-
-
-def _in_order(usage: dict[str, Usage], phases: tuple[Phase, ...]) -> dict[Phase, Usage]:
-    return {phase: usage[phase] for phase in phases if phase in usage}
 
 
 def _fallback_text(log: SessionLog, round_no: int, agent: str) -> str:

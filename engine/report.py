@@ -21,13 +21,14 @@ __all__ = [
     "Ballot",
     "Degradation",
     "ProposalRecord",
-    "ReportStatus",
     "SessionReport",
+    "SessionStatus",
     "SessionUsage",
     "TranscriptEntry",
 ]
 
-ReportStatus = Literal["running", "completed", "failed"]
+#: Where a session stands; the store keeps the same value on its session row.
+SessionStatus = Literal["running", "completed", "failed"]
 
 
 class _GivenOnly(BaseModel):
@@ -108,7 +109,7 @@ class SessionReport(BaseModel):
     """A session's result, proposals, ballots, transcript and cost, as `ask --json` prints it."""
 
     session_id: str
-    status: ReportStatus
+    status: SessionStatus
     topic: str
     voting_rule: VotingRule
     team: list[str]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field
 
 from engine.errors import BadRequest
-from engine.report import SessionReport
+from engine.report import SessionReport, SessionStatus
 
-SessionStatus = Literal["running", "completed", "failed"]
+__all__ = ["SESSION_STATUSES", "SessionRecord", "SessionStatus", "check_status"]
+
 SESSION_STATUSES: tuple[SessionStatus, ...] = get_args(SessionStatus)
 
 
