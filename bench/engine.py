@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bot import Runtime, SessionRequest, SessionRunner, Settings  # noqa: E402
 from bus import BusAgentPort, PersonaWorker  # noqa: E402
 from engine.deliberation import Deliberation  # noqa: E402
+from engine.report import SessionReport  # noqa: E402
 from engine.turns import TurnReply, TurnRequest  # noqa: E402
 
 TOPIC = "Should a five-person startup adopt a four-day work week?"
@@ -58,8 +59,8 @@ class Sequential:
 
 async def one_session(
     runner: SessionRunner, *, rounds: int, sequential: bool = False, external: bool = False
-) -> tuple[float, dict[str, Any]]:
-    """Run one session; returns its wall time and its document."""
+) -> tuple[float, SessionReport]:
+    """Run one session; returns its wall time and its report."""
     rt = runner.runtime
     request = SessionRequest(topic=TOPIC, rounds=rounds, voting="rated", early_stop=False, seed=1)
     session_id, config = runner.prepare(request)
@@ -73,9 +74,9 @@ async def one_session(
         await stack.enter_async_context(port)
         agents: Any = Sequential(port) if sequential else port
         started = time.perf_counter()
-        doc = await Deliberation(session_id, config, agents=agents, store=rt.store).run()
+        report = await Deliberation(session_id, config, agents=agents, store=rt.store).run()
         elapsed = time.perf_counter() - started
-    return elapsed, doc
+    return elapsed, report
 
 
 @contextmanager
@@ -145,10 +146,10 @@ async def main(latency: float, repeat: int) -> dict[str, Any]:
             await one_session(runner, rounds=1)  # warm-up: LiteLLM import, connections
             runs = [await one_session(runner, rounds=3) for _ in range(repeat)]
             parallel = [elapsed for elapsed, _ in runs]
-            llm_paths = [await _llm_critical_path(runtime, doc["session_id"]) for _, doc in runs]
+            llm_paths = [await _llm_critical_path(runtime, report.session_id) for _, report in runs]
             sequential, _ = await one_session(runner, rounds=3, sequential=True)
             _, five = await one_session(runner, rounds=5)
-            events = await runtime.store.load_events(five["session_id"])
+            events = await runtime.store.load_events(five.session_id)
             with worker_process(settings):
                 await one_session(runner, rounds=1, external=True)  # warm-up of the worker process
                 external = [(await one_session(runner, rounds=3, external=True))[0] for _ in range(repeat)]

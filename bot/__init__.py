@@ -14,6 +14,7 @@ from engine.errors import (
     SessionNotFound,
 )
 from engine.progress import Progress
+from engine.report import SessionReport
 from engine.rules import VOTING_RULES
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "RuleMismatch",
     "Runtime",
     "SessionNotFound",
+    "SessionReport",
     "SessionRequest",
     "SessionRunner",
     "Settings",

@@ -13,13 +13,15 @@ from bot.request import SessionRequest, build_config, new_session_id
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bus import Bus, BusAgentPort, DeliveryConfig, PersonaWorker, Registry
+from engine.config import SessionConfig
 from engine.deliberation import Deliberation
 from engine.errors import AgentUnavailable, BadRequest, BusUnavailable, ConfigError, UnknownPersona
 from engine.events import LateUsage
 from engine.history import SessionLog
+from engine.outcome import build_report, retally
 from engine.ports import LLM
 from engine.progress import ProgressSink
-from engine.report import build_report, retally
+from engine.report import SessionReport
 from engine.rules import VOTING_RULES
 from engine.turns import TurnReply
 from llms import LiteLLMModel, import_litellm
@@ -34,7 +36,7 @@ class SessionRunner:
         self.runtime = runtime
         self._workers: list[PersonaWorker] = []
 
-    def prepare(self, request: SessionRequest) -> tuple[str, Any]:
+    def prepare(self, request: SessionRequest) -> tuple[str, SessionConfig]:
         """Validate a request and give it an id. Raises `BadRequest`."""
         config = build_config(request, self.runtime.settings, self.runtime.personas)
         return new_session_id(), config
@@ -42,13 +44,13 @@ class SessionRunner:
     async def run(
         self,
         session_id: str,
-        config: Any,
+        config: SessionConfig,
         *,
         progress: ProgressSink | None = None,
         metadata: dict[str, Any] | None = None,
         external: bool = False,
-    ) -> dict[str, Any]:
-        """Run a session over the bus and return its document.
+    ) -> SessionReport:
+        """Run a session over the bus and return its report.
 
         Its agents run in this process, or with `external`, in `roundtable worker` processes (see
         `wait_for_agents`).
@@ -147,7 +149,7 @@ class SessionRunner:
 
     async def resume(
         self, session_id: str, *, progress: ProgressSink | None = None, external: bool = False
-    ) -> dict[str, Any]:
+    ) -> SessionReport:
         """Finish an interrupted session from its event log (with `external`, by worker processes)."""
         log = SessionLog(await self.runtime.store.load_events(session_id))
         if log.started is None:
@@ -159,14 +161,16 @@ class SessionRunner:
             await self.wait_for_agents(log.config.team)
         return await self.run(session_id, log.config, progress=progress, external=external)
 
-    async def show(self, session_id: str) -> dict[str, Any]:
+    async def show(self, session_id: str) -> SessionReport:
+        """A stored session's report: the final one once completed, else derived from its events so far."""
         record = await self.runtime.store.get_session(session_id)
         log = SessionLog(await self.runtime.store.load_events(session_id))
         if log.completed is not None:
             return log.completed.result
         return build_report(session_id, log, status=record.status)
 
-    async def retally(self, session_id: str, rule: str) -> dict[str, Any]:
+    async def retally(self, session_id: str, rule: str) -> SessionReport:
+        """The report with the stored ballots counted under `rule`. Raises `BadRequest`, `RuleMismatch`."""
         if rule not in VOTING_RULES:
             raise BadRequest(f"unknown voting rule '{rule}'; choose one of {', '.join(VOTING_RULES)}")
         record = await self.runtime.store.get_session(session_id)

@@ -20,9 +20,10 @@ from engine.early_stop import decide
 from engine.errors import AgentUnavailable
 from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted
 from engine.history import SessionLog, ballot_options, map_ballot, round_step
+from engine.outcome import build_report
 from engine.ports import AgentPort, SessionStore
 from engine.progress import Progress, ProgressSink
-from engine.report import build_report
+from engine.report import SessionReport
 from engine.turns import Phase, TurnReply, TurnRequest
 
 log = logging.getLogger("roundtable.engine")
@@ -54,8 +55,8 @@ class Deliberation:
         self._deadline = self._started + config.limits.session_deadline_s
         self._log = SessionLog([])
 
-    async def run(self) -> dict[str, Any]:
-        """Run every step not yet in the log, and return the session document."""
+    async def run(self) -> SessionReport:
+        """Run every step not yet in the log, and return the session's report."""
         self._started = time.monotonic()
         self._log = SessionLog(await self._store.load_events(self.session_id))
         if self._log.started is None:
@@ -304,6 +305,6 @@ def _gist(reply: TurnReply) -> str:
     return "voted"
 
 
-def _winner_line(report: dict[str, Any]) -> str:
-    winner = report.get("winner")
-    return f"{winner['title']} ({winner['author']})" if winner else "no winner"
+def _winner_line(report: SessionReport) -> str:
+    winner = report.winner
+    return f"{winner.title} ({winner.author})" if winner else "no winner"

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from engine.report import SessionReport
 from engine.turns import TurnReply
 
 
@@ -68,8 +69,10 @@ class LateUsage(_Event):
 
 
 class SessionCompleted(_Event):
+    """The session's report, final: `show` and `resume` read it back rather than derive it again."""
+
     kind: Literal["session_completed"] = "session_completed"
-    result: dict[str, Any]
+    result: SessionReport
 
 
 class SessionFailed(_Event):

@@ -6,8 +6,6 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from engine.config import SessionConfig
 from engine.events import (
     LateUsage,
@@ -18,18 +16,10 @@ from engine.events import (
     StepCompleted,
     TurnCompleted,
 )
+from engine.report import ProposalRecord
 from engine.turns import BallotOption, DiscussionTurn, Usage
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-class ProposalRecord(BaseModel):
-    id: str
-    author: str
-    title: str
-    description: str
-    benefits: list[str] = Field(default_factory=list)
-    steps: list[str] = Field(default_factory=list)
 
 
 def round_step(round_no: int) -> str:

@@ -1,132 +1,132 @@
-"""The session document (shared/contracts/cli.md), derived from the event log alone."""
+"""The session report: the `ask --json` document of shared/contracts/cli.md, as a typed model.
+
+Scripts read that document by its keys and in its order, so `SessionReport.model_dump(mode="json")` is
+it, field for field and in the contract's key order: add fields, never rename or reorder them. The
+report is derived from the event log (`engine.outcome.build_report`) and stored with the session's
+`session_completed` event; reports stored as plain dicts, before this model existed, validate into it
+unchanged.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from engine.errors import RuleMismatch
-from engine.history import SessionLog
-from engine.rules import BALLOT_FIELD, VotingRule
-from engine.voting import TallyInput, TallyResult, ballot_fits, tally
+from pydantic import BaseModel, Field, JsonValue, SerializerFunctionWrapHandler, model_serializer
 
+from engine.rules import VotingRule
+from engine.turns import Phase, Usage
+from engine.voting import TallyResult
 
-def tally_input(log: SessionLog, rule: VotingRule | None = None) -> TallyInput | None:
-    """The stored ballots as a tally document, or None when there is nothing to count."""
-    cfg = log.config
-    proposals = log.proposals()
-    if not proposals:
-        return None
-    ballots = []
-    for agent in cfg.team:
-        turn = log.turn("votes", agent)
-        if turn is not None:
-            ballots.append({"voter": agent, **(turn.ballot or {})})
-    return TallyInput(
-        rule=rule or cfg.voting_rule,
-        candidates=[p.id for p in proposals],
-        authors={p.id: p.author for p in proposals},
-        recusal=cfg.recusal,
-        seed=cfg.seed,
-        ballots=ballots,
-    )
+__all__ = [
+    "Ballot",
+    "Degradation",
+    "ProposalRecord",
+    "SessionReport",
+    "SessionStatus",
+    "SessionUsage",
+    "TranscriptEntry",
+]
+
+#: Where a session stands; the store keeps the same value on its session row.
+SessionStatus = Literal["running", "completed", "failed"]
 
 
-def retally(log: SessionLog, rule: VotingRule) -> TallyResult | None:
-    """The stored ballots counted under another rule. Raises `RuleMismatch` when they do not fit it."""
-    doc = tally_input(log, rule)
-    if doc is None:
-        return None
-    cast = [b for b in doc.ballots if not b.get("abstain") and len(b) > 1]
-    if cast and not all(ballot_fits(rule, b) for b in cast):
-        stored = log.config.voting_rule
-        fitting = sorted(r for r, f in BALLOT_FIELD.items() if f == BALLOT_FIELD[stored])
-        raise RuleMismatch(
-            f"the ballots of this session were cast under '{stored}' and carry "
-            f"'{BALLOT_FIELD[stored]}'; rule '{rule}' needs '{BALLOT_FIELD[rule]}'. "
-            f"They can be re-counted under: {', '.join(fitting)}"
-        )
-    return tally(doc)
+class _GivenOnly(BaseModel):
+    """A model that writes its `_OPTIONAL` fields out only when they were given.
+
+    The document has always left such keys out rather than writing them as null, and a stored one reads
+    back with exactly the keys it had.
+    """
+
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        given = self.model_fields_set
+        return {key: value for key, value in data.items() if key in given or key not in self._OPTIONAL}
 
 
-def build_report(
-    session_id: str,
-    log: SessionLog,
-    *,
-    status: str,
-    now: datetime | None = None,
-    rule: VotingRule | None = None,
-) -> dict[str, Any]:
-    """The `ask --json` document for a session, from its events."""
-    cfg = log.config
-    proposals = log.proposals()
-    doc = tally_input(log, rule)
-    result = tally(doc) if doc is not None and doc.ballots else None
-    winner = None
-    if result is not None and result.winner is not None:
-        winner = next(p for p in proposals if p.id == result.winner).model_dump()
+class ProposalRecord(BaseModel):
+    """A valid proposal, numbered P1.. in team order; the winner is one of them."""
 
-    discussion_step = log.steps.get("discussion")
-    rounds = log.discussion()
-    total, by_agent, by_phase = log.usage()
-    degraded: list[dict[str, str | None]] = [
-        {"agent": t.agent, "step": t.step, "reason": t.reason or "failed"}
-        for t in log.turns.values()
-        if t.fallback
-    ]
-    if log.steps.get("proposals") is not None and not proposals:
-        degraded.append({"agent": None, "step": "proposals", "reason": "no agent produced a valid proposal"})
-    elif result is not None and result.winner is None:
-        degraded.append({"agent": None, "step": "votes", "reason": "no valid ballot was cast"})
-    if log.failed is not None:
-        degraded.append({"agent": None, "step": "session", "reason": log.failed.reason})
-
-    transcript = [
-        {
-            "round": r,
-            "agent": agent,
-            "content": turn.message if turn is not None else _fallback_text(log, r, agent),
-            "fallback": turn is None,
-        }
-        for r, turns in sorted(rounds.items())
-        for agent, turn in turns.items()
-    ]
-    ballots = [
-        {"voter": agent, **(t.ballot or {})}
-        for agent in cfg.team
-        if (t := log.turn("votes", agent)) is not None
-    ]
-    started_at = log.started.at if log.started else datetime.now(UTC)
-    end = log.completed.at if log.completed else (now or datetime.now(UTC))
-    return {
-        "session_id": session_id,
-        "status": status,
-        "topic": cfg.topic,
-        "voting_rule": rule or cfg.voting_rule,
-        "team": cfg.team,
-        "rounds_planned": cfg.rounds,
-        "rounds_run": len(rounds),
-        "stopped_early": bool(discussion_step and discussion_step.stop),
-        "stop_reason": discussion_step.reason if discussion_step else None,
-        "winner": winner,
-        "tally": result.model_dump(mode="json") if result is not None else None,
-        "proposals": [p.model_dump() for p in proposals],
-        "ballots": ballots,
-        "transcript": transcript,
-        "degraded": degraded,
-        "usage": {
-            **total.model_dump(),
-            "cost_usd": round(total.cost_usd, 6),
-            "by_agent": {k: v.model_dump() for k, v in by_agent.items()},
-            "by_phase": {k: v.model_dump() for k, v in by_phase.items()},
-        },
-        "duration_s": round(max(0.0, (end - started_at).total_seconds()), 3),
-        "seed": cfg.seed,
-        "model": cfg.model,
-    }
+    id: str
+    author: str
+    title: str
+    description: str
+    benefits: list[str] = Field(default_factory=list)
+    steps: list[str] = Field(default_factory=list)
 
 
-def _fallback_text(log: SessionLog, round_no: int, agent: str) -> str:
-    turn = log.turn(f"round-{round_no}", agent)
-    reason = turn.reason if turn is not None and turn.reason else "failed"
-    return f"({agent} did not respond: {reason})"
+class Ballot(_GivenOnly):
+    """One voter's ballot in proposal ids, as it was counted, with the fields of shared/contracts/tally.md.
+
+    Values are kept as the voter cast them, unchecked: a malformed ballot belongs in the audit trail,
+    and the tally's `invalid` list says why it did not count. A ballot carries only the fields it was
+    cast with (none at all for a turn that fell back, `abstain` alone for a deliberate abstention).
+    """
+
+    _OPTIONAL = frozenset({"choice", "ratings", "ranking", "approve", "abstain"})
+
+    voter: str
+    choice: JsonValue = None
+    ratings: dict[str, JsonValue] | None = None
+    ranking: list[JsonValue] | None = None
+    approve: list[JsonValue] | None = None
+    abstain: bool = False
+
+
+class TranscriptEntry(_GivenOnly):
+    """One discussion turn; a turn that fell back carries a stand-in text and `fallback` true."""
+
+    _OPTIONAL = frozenset({"latency_ms"})
+
+    round: int
+    agent: str
+    content: str
+    fallback: bool
+    #: Not written by the engine; read by the statistics view when a document carries it.
+    latency_ms: float | None = None
+
+
+class Degradation(BaseModel):
+    """Something that did not go as planned: an agent's turn that fell back, or a step of the session."""
+
+    #: None when the problem is the session's, not one agent's.
+    agent: str | None
+    step: str
+    reason: str
+
+
+class SessionUsage(Usage):
+    """What the session's model calls used, in total (the inherited fields), by agent and by phase."""
+
+    by_agent: dict[str, Usage] = Field(default_factory=dict)
+    by_phase: dict[Phase, Usage] = Field(default_factory=dict)
+
+
+class SessionReport(BaseModel):
+    """A session's result, proposals, ballots, transcript and cost, as `ask --json` prints it."""
+
+    session_id: str
+    status: SessionStatus
+    topic: str
+    voting_rule: VotingRule
+    team: list[str]
+    rounds_planned: int
+    rounds_run: int
+    stopped_early: bool
+    stop_reason: str | None
+    #: None only when no valid ballot was cast; `degraded` then says why.
+    winner: ProposalRecord | None
+    #: The counted vote (shared/contracts/tally.md); None when there was nothing to count.
+    tally: TallyResult | None
+    proposals: list[ProposalRecord]
+    ballots: list[Ballot]
+    transcript: list[TranscriptEntry]
+    degraded: list[Degradation]
+    usage: SessionUsage
+    #: The session's own time, from its first step to its result.
+    duration_s: float
+    seed: int
+    model: str | None

@@ -32,6 +32,8 @@ __all__ = [
 
 _CHOICE_RULES: tuple[VotingRule, ...] = ("majority", "unanimity")
 _PAIRWISE_RULES: tuple[VotingRule, ...] = ("ranked", "condorcet")
+#: `score_share` has always been written to 4 decimals; tally.md asks only `consensus` to be exact.
+_SCORE_SHARE_DIGITS = 4
 
 
 class TallyInput(BaseModel):
@@ -134,7 +136,7 @@ def tally(doc: TallyInput) -> TallyResult:
         consensus=_share(sum(1 for p in valid if winner in p.tops), len(valid)),
         score_share=None
         if doc.rule == "condorcet"
-        else _share(scores[winner] if winner is not None else 0, total),
+        else round(_share(scores[winner] if winner is not None else 0, total), _SCORE_SHARE_DIGITS),
         absolute_majority=(winner is not None and scores[winner] * 2 > len(valid))
         if doc.rule in _CHOICE_RULES
         else None,
@@ -218,7 +220,8 @@ def _rank(
 
 
 def _share(part: int, whole: int) -> float:
-    return round(part / whole, 4) if whole else 0.0
+    """`part / whole` exactly (tally.md: consensus is never rounded; views round it), 0.0 for nothing."""
+    return part / whole if whole else 0.0
 
 
 def _rule_problem(data: dict[str, Any]) -> str | None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field
 
 from engine.errors import BadRequest
+from engine.report import SessionReport, SessionStatus
 
-SessionStatus = Literal["running", "completed", "failed"]
+__all__ = ["SESSION_STATUSES", "SessionRecord", "SessionStatus", "check_status"]
+
 SESSION_STATUSES: tuple[SessionStatus, ...] = get_args(SessionStatus)
 
 
@@ -24,8 +26,8 @@ class SessionRecord(BaseModel):
     config: dict[str, Any]
     #: Where the session came from, e.g. {"platform": "slack", "channel": "C123"}.
     metadata: dict[str, Any] = Field(default_factory=dict)
-    #: The `ask --json` document (see docs/cli.md); None until the session completes.
-    result: dict[str, Any] | None = None
+    #: The session's report, the `ask --json` document (docs/cli.md); None until the session completes.
+    result: SessionReport | None = None
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None

@@ -208,7 +208,7 @@ class SqlStore:
             status = "completed" if isinstance(event, SessionCompleted) else "failed"
             values: dict[str, Any] = {"status": status, "completed_at": event.at, "updated_at": now}
             if isinstance(event, SessionCompleted):
-                values["result"] = event.result
+                values["result"] = event.result.model_dump(mode="json")
             await connection.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
         return seq
 

@@ -161,13 +161,16 @@ def discussion(message: str, position: str, ready: bool) -> str:
 # --- the command line -------------------------------------------------------------------------------
 
 
-def roundtable_bus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`roundtable bus <args>` in a fresh process, as an operator runs it."""
+def roundtable(
+    *args: str, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """`roundtable <args>` in a fresh process, as a user runs it (`env` None: this process's)."""
     return subprocess.run(
-        [sys.executable, "-m", "adapters.cli.app", "bus", *args],
+        [sys.executable, "-m", "adapters.cli.app", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=env,
         cwd=ROOT,
-        timeout=60,
+        timeout=timeout,
     )

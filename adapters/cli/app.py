@@ -24,6 +24,7 @@ from bot import (
     RuleMismatch,
     Runtime,
     SessionNotFound,
+    SessionReport,
     SessionRequest,
     SessionRunner,
     Settings,
@@ -73,6 +74,12 @@ def _print_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def _print_report(report: SessionReport) -> None:
+    """The report as the one JSON document of contracts/cli.md."""
+    # Through json.dumps, like every other document this CLI prints: the same spacing and float digits.
+    _print_json(report.model_dump(mode="json"))
+
+
 @app.command()
 def ask(
     topic: Annotated[str, typer.Argument(help="the question to deliberate")],
@@ -102,7 +109,7 @@ def ask(
         topic=topic, rounds=rounds, voting=voting, team=team, early_stop=not no_early_stop, seed=seed
     )
 
-    async def work(runner: SessionRunner) -> dict[str, Any]:
+    async def work(runner: SessionRunner) -> SessionReport:
         session_id, config = runner.prepare(request)
         if external_agents:
             await runner.wait_for_agents(config.team)  # before a session is recorded
@@ -115,15 +122,14 @@ def ask(
         with LiveProgress(err, config.team, emojis) as live:
             return await runner.run(session_id, config, progress=live, external=external_agents)
 
-    doc = _run(settings, work)
-    _output(doc, as_json)
+    _output(_run(settings, work), as_json)
 
 
-def _output(doc: dict[str, Any], as_json: bool) -> None:
+def _output(report: SessionReport, as_json: bool) -> None:
     if as_json:
-        _print_json(doc)
+        _print_report(report)
         return
-    render_result(out, doc, _EMOJIS)
+    render_result(out, report, _EMOJIS)
 
 
 @app.command()
@@ -133,15 +139,13 @@ def show(
 ) -> None:
     """Show a stored session: its result, proposals and transcript."""
     settings = _settings()
-    doc = _run(settings, lambda runner: runner.show(session_id))
+    report = _run(settings, lambda runner: runner.show(session_id))
     if as_json:
-        _print_json(doc)
+        _print_report(report)
         return
-    render_result(out, doc, _EMOJIS)
-    for entry in doc.get("transcript", []):
-        out.print(
-            f"[round {entry['round']}] {entry['agent']}: {entry['content']}", markup=False, highlight=False
-        )
+    render_result(out, report, _EMOJIS)
+    for entry in report.transcript:
+        out.print(f"[round {entry.round}] {entry.agent}: {entry.content}", markup=False, highlight=False)
 
 
 @app.command()
@@ -155,11 +159,11 @@ def resume(
     """Finish an interrupted session from its event log (with --external-agents, by worker processes)."""
     settings = _settings()
     err.print(f"session {session_id}", markup=False, highlight=False)
-    doc = _run(
+    report = _run(
         settings,
         lambda runner: runner.resume(session_id, progress=PlainProgress(err), external=external_agents),
     )
-    _output(doc, as_json)
+    _output(report, as_json)
 
 
 @app.command(name="retally")
@@ -170,8 +174,7 @@ def retally_command(
 ) -> None:
     """Count a session's stored ballots under another rule."""
     settings = _settings()
-    doc = _run(settings, lambda runner: runner.retally(session_id, voting))
-    _output(doc, as_json)
+    _output(_run(settings, lambda runner: runner.retally(session_id, voting)), as_json)
 
 
 @app.command(name="tally")

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from bot import Progress
+from bot import Progress, SessionReport
 
 BAR_WIDTH = 30
 
@@ -89,55 +89,52 @@ def _step_title(step: str, round_no: int | None) -> str:
     return {"proposals": "proposals", "votes": "voting", "discussion": "discussion"}.get(step, step)
 
 
-def vote_bars(doc: dict[str, Any]) -> Table:
+def vote_bars(report: SessionReport) -> Table:
     """The vote distribution as a text bar chart."""
-    tally = doc.get("tally") or {}
-    scores: dict[str, float] = tally.get("scores", {})
-    titles = {p["id"]: p["title"] for p in doc.get("proposals", [])}
+    tally = report.tally
+    scores = tally.scores if tally is not None else {}
+    titles = {p.id: p.title for p in report.proposals}
     table = Table.grid(padding=(0, 1))
     top = max([abs(v) for v in scores.values()] + [1])
-    for pid in tally.get("ranking", list(scores)):
+    for pid in tally.ranking if tally is not None else []:
         value = scores.get(pid, 0)
         bar = "█" * round(BAR_WIDTH * max(0, value) / top)
-        style = "bold green" if pid == tally.get("winner") else "blue"
+        style = "bold green" if tally is not None and pid == tally.winner else "blue"
         table.add_row(
             pid, Text(bar or "·", style=style), str(value), Text(titles.get(pid, "")[:50], style="dim")
         )
     return table
 
 
-def render_result(console: Console, doc: dict[str, Any], emojis: dict[str, str]) -> None:
-    degraded = doc.get("degraded") or []
-    if degraded:
-        lines = "\n".join(f"• {d.get('agent') or 'session'} at {d['step']}: {d['reason']}" for d in degraded)
+def render_result(console: Console, report: SessionReport, emojis: dict[str, str]) -> None:
+    if report.degraded:
+        lines = "\n".join(f"• {d.agent or 'session'} at {d.step}: {d.reason}" for d in report.degraded)
         console.print(Panel(lines, title="⚠ degraded session", border_style="red"))
-    winner = doc.get("winner")
-    tally = doc.get("tally") or {}
+    winner = report.winner
     if winner is None:
         console.print(
-            Panel("No decision: no valid ballot was cast.", title=doc["topic"][:80], border_style="red")
+            Panel("No decision: no valid ballot was cast.", title=report.topic[:80], border_style="red")
         )
         return
-    consensus = tally.get("consensus") or 0.0
+    consensus = report.tally.consensus if report.tally is not None else 0.0
     head = Text()
-    head.append(f"{winner['title']}\n", style="bold")
-    head.append(f"proposed by {emojis.get(winner['author'], '')} {winner['author']}", style="cyan")
-    head.append(f" · consensus {consensus:.0%} · rule {doc['voting_rule']}")
-    head.append(f" · rounds {doc['rounds_run']}/{doc['rounds_planned']}")
-    if doc.get("stop_reason"):
-        head.append(f" ({doc['stop_reason']})", style="dim")
-    body: list[Any] = [head, Text(""), Text(winner["description"])]
-    if winner.get("benefits"):
-        body += [Text("\nBenefits", style="bold"), Text("\n".join(f"• {b}" for b in winner["benefits"]))]
-    if winner.get("steps"):
+    head.append(f"{winner.title}\n", style="bold")
+    head.append(f"proposed by {emojis.get(winner.author, '')} {winner.author}", style="cyan")
+    head.append(f" · consensus {consensus:.0%} · rule {report.voting_rule}")
+    head.append(f" · rounds {report.rounds_run}/{report.rounds_planned}")
+    if report.stop_reason:
+        head.append(f" ({report.stop_reason})", style="dim")
+    body: list[Any] = [head, Text(""), Text(winner.description)]
+    if winner.benefits:
+        body += [Text("\nBenefits", style="bold"), Text("\n".join(f"• {b}" for b in winner.benefits))]
+    if winner.steps:
         body += [
             Text("\nSteps", style="bold"),
-            Text("\n".join(f"{i}. {s}" for i, s in enumerate(winner["steps"], 1))),
+            Text("\n".join(f"{i}. {s}" for i, s in enumerate(winner.steps, 1))),
         ]
-    body += [Text("\nVotes", style="bold"), vote_bars(doc)]
-    usage = doc.get("usage", {})
-    tokens = f"{usage.get('prompt_tokens', 0)}+{usage.get('completion_tokens', 0)} tokens"
-    cost = f"${usage.get('cost_usd', 0.0):.4f}"
-    footer = f"\n{usage.get('llm_calls', 0)} LLM calls · {tokens} · {cost} · {doc.get('duration_s', 0):.1f}s"
-    body.append(Text(f"{footer} · session {doc['session_id']}", style="dim"))
-    console.print(Panel(Group(*body), title=f"🏛 {doc['topic'][:80]}", border_style="green"))
+    body += [Text("\nVotes", style="bold"), vote_bars(report)]
+    usage = report.usage
+    tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens"
+    footer = f"\n{usage.llm_calls} LLM calls · {tokens} · ${usage.cost_usd:.4f} · {report.duration_s:.1f}s"
+    body.append(Text(f"{footer} · session {report.session_id}", style="dim"))
+    console.print(Panel(Group(*body), title=f"🏛 {report.topic[:80]}", border_style="green"))

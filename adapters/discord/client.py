@@ -41,6 +41,7 @@ from adapters.discord.render import (
     reply_chunks,
     statistics_messages,
 )
+from bot import SessionReport
 from bot.chat import ButtonRef, ChatOrigin, ChatService, Replied, SessionPresenter, Started, user_message
 from bot.request import SessionRequest
 from engine.config import MAX_ROUNDS, MAX_TOPIC_CHARS
@@ -93,7 +94,7 @@ class RoundTableClient(discord.Client):
         self.tree.add_command(_slash_command())
         self._gateway_from_api = gateway_from_api
         #: Running sessions started by this client, by id (finished ones are removed).
-        self.sessions: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        self.sessions: dict[str, asyncio.Task[SessionReport | None]] = {}
         self._presenters: weakref.WeakSet[DiscordPresenter] = weakref.WeakSet()
 
     async def setup_hook(self) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.views import ProgressView, ResultView
+from engine.report import SessionReport
 
 
 class ChatResult(BaseModel):
@@ -18,8 +19,8 @@ class ChatResult(BaseModel):
     view: ResultView
     #: The vote chart as a PNG, or None when nobody voted.
     chart_png: bytes | None
-    #: The session document of docs/cli.md.
-    doc: dict[str, Any]
+    #: The session's report, the `ask --json` document of docs/cli.md.
+    report: SessionReport
 
 
 class SessionPresenter(Protocol):

@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from bot.chat.access import AccessPolicy
 from bot.chat.buttons import Action
@@ -41,6 +41,7 @@ from bus import RateLimiter, rate_limiter_for
 from engine.config import SessionConfig
 from engine.errors import BadRequest, RoundTableError
 from engine.history import SessionLog
+from engine.report import SessionReport
 
 log = logging.getLogger("roundtable.chat")
 
@@ -63,10 +64,10 @@ class Replied:
 
 @dataclass(frozen=True)
 class Started:
-    """A session is running; `task` ends with its document, or None when it failed."""
+    """A session is running; `task` ends with its report, or None when it failed."""
 
     session_id: str
-    task: asyncio.Task[dict[str, Any] | None] = field(compare=False)
+    task: asyncio.Task[SessionReport | None] = field(compare=False)
 
 
 Outcome = Ignored | Replied | Started
@@ -94,7 +95,7 @@ class ChatService:
         self._limiter = limiter
         self._access = AccessPolicy(self.settings.enabled_users, self.settings.admin_roles)
         self._running: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task[dict[str, Any] | None]] = set()
+        self._tasks: set[asyncio.Task[SessionReport | None]] = set()
 
     @classmethod
     async def open(cls, runtime: Runtime) -> ChatService:
@@ -182,11 +183,11 @@ class ChatService:
 
     async def pages(self, session_id: str, action: Action, *, page_chars: int) -> list[Page]:
         """The full discussion or all proposals, in pages of at most `page_chars` characters."""
-        doc = await self.runner.show(session_id)
+        report = await self.runner.show(session_id)
         if action == "discussion":
-            return discussion_pages(doc, self.runtime.personas, page_chars=page_chars)
+            return discussion_pages(report, self.runtime.personas, page_chars=page_chars)
         if action == "proposals":
-            return proposal_pages(doc, self.runtime.personas, page_chars=page_chars)
+            return proposal_pages(report, self.runtime.personas, page_chars=page_chars)
         raise BadRequest(f"no pages for '{action}'; choose discussion or proposals")
 
     async def statistics(self, session_id: str) -> StatisticsView:
@@ -229,14 +230,14 @@ class ChatService:
         tracker: ProgressTracker,
         *,
         resume: bool,
-    ) -> dict[str, Any] | None:
+    ) -> SessionReport | None:
         pump = ProgressPump(tracker, presenter.progress, interval_s=self.settings.progress_interval_s)
         pump.start()
         try:
             if resume:
-                doc = await self.runner.resume(session_id, progress=pump.push)
+                report = await self.runner.resume(session_id, progress=pump.push)
             else:
-                doc = await self.runner.run(
+                report = await self.runner.run(
                     session_id, config, progress=pump.push, metadata=origin.metadata()
                 )
         except asyncio.CancelledError:
@@ -251,11 +252,11 @@ class ChatService:
             self._release(origin.channel_key)
         await pump.close()
         try:
-            result = await self._chat_result(doc)
+            result = await self._chat_result(report)
         except Exception as exc:  # a chart or view bug must still reach the channel as a line
             log.warning("roundtable.chat_render_failed session=%s", session_id, exc_info=True)
             await _safely("failed", presenter.failed(user_message(exc)))
-            return doc
+            return report
         try:
             await presenter.finished(result)
         except Exception as exc:
@@ -267,12 +268,12 @@ class ChatService:
                     f"`roundtable show {session_id}` has it"
                 ),
             )
-        return doc
+        return report
 
-    async def _chat_result(self, doc: dict[str, Any]) -> ChatResult:
-        view = build_result_view(doc, self.runtime.personas)
+    async def _chat_result(self, report: SessionReport) -> ChatResult:
+        view = build_result_view(report, self.runtime.personas)
         chart = await asyncio.to_thread(vote_chart_png, view.votes, rule=view.voting_rule)
-        return ChatResult(session_id=view.session_id, view=view, chart_png=chart, doc=doc)
+        return ChatResult(session_id=view.session_id, view=view, chart_png=chart, report=report)
 
     def _release(self, channel: str) -> None:
         self._running[channel] -= 1

@@ -1,13 +1,14 @@
 """Platform-neutral view-models: what Discord, Slack and the terminal render, built without I/O.
 
     ProgressTracker(team, personas, rounds_planned=).update(event) -> ProgressView
-    build_result_view(doc, personas) -> ResultView
-    discussion_pages(doc, personas, page_chars=) -> [Page]
-    proposal_pages(doc, personas, page_chars=) -> [Page]
-    statistics_view(doc, personas) -> StatisticsView
+    build_result_view(report, personas) -> ResultView
+    discussion_pages(report, personas, page_chars=) -> [Page]
+    proposal_pages(report, personas, page_chars=) -> [Page]
+    statistics_view(report, personas) -> StatisticsView
     split_text(text, limit) -> [str]          cut at paragraph, line, sentence, then word boundaries
 
-`doc` is the session document of contracts/cli.md (`ask --json`).
+`report` is the session's `engine.report.SessionReport` (the `ask --json` document of contracts/cli.md).
+Numbers are rounded here, for display, and nowhere before: the report holds them exact.
 """
 
 from __future__ import annotations

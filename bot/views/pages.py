@@ -7,12 +7,12 @@ cut at paragraph, line, sentence and word boundaries by `split_text`, and nothin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.views.agents import agent_ref
 from bot.views.text import pack_blocks
+from engine.report import ProposalRecord, SessionReport, TranscriptEntry
 from personas import Persona
 
 #: Marks a transcript entry that is a stand-in for a turn that failed.
@@ -36,53 +36,50 @@ class Page(BaseModel):
 
 
 def discussion_pages(
-    doc: Mapping[str, Any], personas: Mapping[str, Persona], *, page_chars: int
+    report: SessionReport, personas: Mapping[str, Persona], *, page_chars: int
 ) -> list[Page]:
     """The transcript, one block per entry: round, emoji and name, fallback mark, then the words."""
-    blocks = [transcript_block(entry, personas) for entry in doc.get("transcript") or []]
+    blocks = [transcript_block(entry, personas) for entry in report.transcript]
     return _pages("Discussion", blocks, page_chars, empty="No discussion took place.")
 
 
-def proposal_pages(doc: Mapping[str, Any], personas: Mapping[str, Persona], *, page_chars: int) -> list[Page]:
+def proposal_pages(report: SessionReport, personas: Mapping[str, Persona], *, page_chars: int) -> list[Page]:
     """Every proposal in full, in the tally's ranking order, the winner marked."""
-    tally: Mapping[str, Any] = doc.get("tally") or {}
-    proposals = list(doc.get("proposals") or [])
-    ranking = list(tally.get("ranking") or [])
+    tally = report.tally
+    ranking = tally.ranking if tally is not None else []
     position = {pid: i for i, pid in enumerate(ranking)}
-    proposals.sort(key=lambda p: position.get(p["id"], len(ranking)))
-    scores: Mapping[str, float] = tally.get("scores") or {}
-    blocks = [
-        proposal_block(p, personas, winner=p["id"] == tally.get("winner"), score=scores.get(p["id"]))
-        for p in proposals
-    ]
+    proposals = sorted(report.proposals, key=lambda p: position.get(p.id, len(ranking)))
+    scores = tally.scores if tally is not None else {}
+    winner = tally.winner if tally is not None else None
+    blocks = [proposal_block(p, personas, winner=p.id == winner, score=scores.get(p.id)) for p in proposals]
     return _pages("Proposals", blocks, page_chars, empty="No proposal was made.")
 
 
-def transcript_block(entry: Mapping[str, Any], personas: Mapping[str, Persona]) -> str:
+def transcript_block(entry: TranscriptEntry, personas: Mapping[str, Persona]) -> str:
     """ "Round 1 · 📊 Analyst" (plus the fallback mark), then the entry's content."""
-    head = f"Round {entry.get('round', '?')} · {agent_ref(str(entry.get('agent', '?')), personas).label}"
-    if entry.get("fallback"):
+    head = f"Round {entry.round} · {agent_ref(entry.agent, personas).label}"
+    if entry.fallback:
         head += f" ({FALLBACK_MARK})"
-    return f"{head}\n{str(entry.get('content', '')).strip()}"
+    return f"{head}\n{entry.content.strip()}"
 
 
 def proposal_block(
-    proposal: Mapping[str, Any],
+    proposal: ProposalRecord,
     personas: Mapping[str, Persona],
     *,
     winner: bool = False,
     score: float | None = None,
 ) -> str:
     """A proposal in full: id, title, author, score, description, benefits and steps."""
-    head = f"{'🏆 ' if winner else ''}{proposal['id']} · {proposal.get('title', '')}"
-    byline = f"by {agent_ref(str(proposal.get('author', '?')), personas).label}"
+    head = f"{'🏆 ' if winner else ''}{proposal.id} · {proposal.title}"
+    byline = f"by {agent_ref(proposal.author, personas).label}"
     if score is not None:
         byline += f" · score {_number(score)}"
-    parts = [f"{head}\n{byline}", str(proposal.get("description", "")).strip()]
-    if proposal.get("benefits"):
-        parts.append("Benefits:\n" + "\n".join(f"• {b}" for b in proposal["benefits"]))
-    if proposal.get("steps"):
-        parts.append("Steps:\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(proposal["steps"], 1)))
+    parts = [f"{head}\n{byline}", proposal.description.strip()]
+    if proposal.benefits:
+        parts.append("Benefits:\n" + "\n".join(f"• {b}" for b in proposal.benefits))
+    if proposal.steps:
+        parts.append("Steps:\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(proposal.steps, 1)))
     return "\n\n".join(part for part in parts if part)
 
 

@@ -1,13 +1,14 @@
-"""The decision view: what a session concluded, built from its `ask --json` document."""
+"""The decision view: what a session concluded, built from its report."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.views.agents import AgentRef, agent_ref
+from engine.report import SessionReport
+from engine.voting import TallyResult
 from personas import Persona
 
 
@@ -84,77 +85,78 @@ class ResultView(BaseModel):
         return f"{text} ({self.stop_reason})" if self.stop_reason else text
 
 
-def build_result_view(doc: Mapping[str, Any], personas: Mapping[str, Persona]) -> ResultView:
-    """The result view of a session document (the `ask --json` shape of contracts/cli.md)."""
-    winner = doc.get("winner")
-    tally: Mapping[str, Any] = doc.get("tally") or {}
-    degraded = degraded_notice(doc, personas)
-    consensus = tally.get("consensus")
-    author = agent_ref(winner["author"], personas) if winner else None
+def build_result_view(report: SessionReport, personas: Mapping[str, Persona]) -> ResultView:
+    """The result view of a session's report."""
+    winner = report.winner
+    degraded = degraded_notice(report, personas)
     return ResultView(
-        session_id=str(doc["session_id"]),
-        status=str(doc.get("status", "completed")),
-        topic=str(doc["topic"]),
+        session_id=report.session_id,
+        status=report.status,
+        topic=report.topic,
         decided=winner is not None,
         no_decision_reason=None if winner else _no_decision_reason(degraded),
-        winner_id=winner["id"] if winner else None,
-        winner_title=winner["title"] if winner else None,
-        author=author,
-        description=winner.get("description") if winner else None,
-        benefits=list(winner.get("benefits") or []) if winner else [],
-        steps=list(winner.get("steps") or []) if winner else [],
-        consensus_percent=round(float(consensus) * 100) if consensus is not None and winner else None,
-        rounds_run=int(doc.get("rounds_run", 0)),
-        rounds_planned=int(doc.get("rounds_planned", 0)),
-        stopped_early=bool(doc.get("stopped_early")),
-        stop_reason=doc.get("stop_reason"),
-        voting_rule=str(doc.get("voting_rule", tally.get("rule", ""))),
-        votes=vote_bars(doc, personas),
+        winner_id=winner.id if winner else None,
+        winner_title=winner.title if winner else None,
+        author=agent_ref(winner.author, personas) if winner else None,
+        description=winner.description if winner else None,
+        benefits=list(winner.benefits) if winner else [],
+        steps=list(winner.steps) if winner else [],
+        consensus_percent=consensus_percent(report.tally) if winner else None,
+        rounds_run=report.rounds_run,
+        rounds_planned=report.rounds_planned,
+        stopped_early=report.stopped_early,
+        stop_reason=report.stop_reason,
+        voting_rule=report.voting_rule,
+        votes=vote_bars(report, personas),
         degraded=degraded,
-        usage_line=usage_line(doc),
-        cost_usd=float((doc.get("usage") or {}).get("cost_usd", 0.0)),
-        duration_s=float(doc.get("duration_s", 0.0)),
+        usage_line=usage_line(report),
+        cost_usd=report.usage.cost_usd,
+        duration_s=report.duration_s,
     )
 
 
-def vote_bars(doc: Mapping[str, Any], personas: Mapping[str, Persona]) -> list[VoteBar]:
+def consensus_percent(tally: TallyResult | None) -> int | None:
+    """The tally's exact consensus as a whole percentage, the one place it is rounded."""
+    return round(tally.consensus * 100) if tally is not None else None
+
+
+def vote_bars(report: SessionReport, personas: Mapping[str, Persona]) -> list[VoteBar]:
     """The vote distribution, in the tally's ranking order (proposal order when nothing was counted)."""
-    tally: Mapping[str, Any] = doc.get("tally") or {}
-    proposals = {p["id"]: p for p in doc.get("proposals") or []}
-    scores: Mapping[str, float] = tally.get("scores") or {}
-    order = list(tally.get("ranking") or []) or list(proposals)
+    tally = report.tally
+    proposals = {p.id: p for p in report.proposals}
+    scores = tally.scores if tally is not None else {}
+    order = list(tally.ranking) if tally is not None and tally.ranking else list(proposals)
     order += [pid for pid in proposals if pid not in order]
     # Copeland scores can be negative; a share is a part of the positive total.
     total = sum(max(0.0, float(v)) for v in scores.values())
     bars = []
     for pid in order:
         score = float(scores.get(pid, 0))
-        proposal = proposals.get(pid, {})
+        proposal = proposals.get(pid)
         bars.append(
             VoteBar(
                 id=pid,
-                title=str(proposal.get("title", pid)),
-                author=agent_ref(proposal["author"], personas) if proposal.get("author") else None,
+                title=proposal.title if proposal is not None else pid,
+                author=agent_ref(proposal.author, personas) if proposal and proposal.author else None,
                 score=score,
                 share=max(0.0, score) / total if total > 0 else 0.0,
-                is_winner=pid == tally.get("winner"),
+                is_winner=tally is not None and pid == tally.winner,
             )
         )
     return bars
 
 
-def degraded_notice(doc: Mapping[str, Any], personas: Mapping[str, Persona]) -> DegradedNotice | None:
+def degraded_notice(report: SessionReport, personas: Mapping[str, Persona]) -> DegradedNotice | None:
     """The degraded notice, or None when every step went as planned."""
-    raw = doc.get("degraded") or []
-    if not raw:
+    if not report.degraded:
         return None
     entries = [
         DegradedEntry(
-            agent=agent_ref(d["agent"], personas) if d.get("agent") else None,
-            step=str(d.get("step", "?")),
-            reason=str(d.get("reason") or "failed"),
+            agent=agent_ref(d.agent, personas) if d.agent else None,
+            step=d.step,
+            reason=d.reason or "failed",
         )
-        for d in raw
+        for d in report.degraded
     ]
     failed_turns = sum(1 for e in entries if e.agent is not None)
     parts = []
@@ -167,13 +169,13 @@ def degraded_notice(doc: Mapping[str, Any], personas: Mapping[str, Persona]) -> 
     return DegradedNotice(summary=summary, entries=entries)
 
 
-def usage_line(doc: Mapping[str, Any]) -> str:
+def usage_line(report: SessionReport) -> str:
     """ "12 LLM calls · 3400+900 tokens · $0.0123 · 41.5s"."""
-    usage: Mapping[str, Any] = doc.get("usage") or {}
-    calls = int(usage.get("llm_calls", 0))
-    tokens = f"{int(usage.get('prompt_tokens', 0))}+{int(usage.get('completion_tokens', 0))} tokens"
-    cost = f"${float(usage.get('cost_usd', 0.0)):.4f}"
-    duration = f"{float(doc.get('duration_s', 0.0)):.1f}s"
+    usage = report.usage
+    calls = usage.llm_calls
+    tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens"
+    cost = f"${usage.cost_usd:.4f}"
+    duration = f"{report.duration_s:.1f}s"
     return f"{calls} LLM call{'s' if calls != 1 else ''} · {tokens} · {cost} · {duration}"
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.views.agents import AgentRef, agent_ref
 from bot.views.result import usage_line
+from engine.report import Ballot, SessionReport, TranscriptEntry
+from engine.turns import Usage
 from personas import Persona
 
 VoteStatus = Literal["voted", "abstained", "invalid", "missing"]
@@ -47,7 +49,7 @@ class AgentStats(BaseModel):
     fallbacks: int
     #: Words the agent actually said; fallback stand-ins are not counted.
     words: int
-    #: Mean turn latency, when the document carries `latency_ms` on its transcript entries.
+    #: Mean turn latency, when the report carries `latency_ms` on its transcript entries.
     mean_latency_ms: float | None
     usage: AgentUsage | None
     vote: VoteSummary
@@ -63,39 +65,51 @@ class StatisticsView(BaseModel):
     usage_line: str
 
 
-def statistics_view(doc: Mapping[str, Any], personas: Mapping[str, Persona]) -> StatisticsView:
+def statistics_view(report: SessionReport, personas: Mapping[str, Persona]) -> StatisticsView:
     """Per-agent participation, words, latency, usage and vote, in team order."""
-    transcript = list(doc.get("transcript") or [])
-    ballots = {b.get("voter"): b for b in doc.get("ballots") or []}
-    tally: Mapping[str, Any] = doc.get("tally") or {}
-    invalid = {i.get("voter"): str(i.get("reason", "invalid")) for i in tally.get("invalid") or []}
-    by_agent: Mapping[str, Any] = (doc.get("usage") or {}).get("by_agent") or {}
-    team = list(doc.get("team") or [])
-    team += [a for a in dict.fromkeys(str(e.get("agent")) for e in transcript) if a not in team]
-
-    agents = []
-    for agent in team:
-        entries = [e for e in transcript if e.get("agent") == agent]
-        spoken = [e for e in entries if not e.get("fallback")]
-        latencies = [float(e["latency_ms"]) for e in entries if e.get("latency_ms") is not None]
-        usage = by_agent.get(agent)
-        agents.append(
-            AgentStats(
-                agent=agent_ref(agent, personas),
-                turns=len(entries),
-                fallbacks=len(entries) - len(spoken),
-                words=sum(word_count(str(e.get("content", ""))) for e in spoken),
-                mean_latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
-                usage=AgentUsage.model_validate(usage) if usage is not None else None,
-                vote=vote_summary(ballots.get(agent), invalid.get(agent)),
-            )
+    transcript = report.transcript
+    ballots = {b.voter: b for b in report.ballots}
+    invalid = {i.voter: i.reason for i in report.tally.invalid} if report.tally is not None else {}
+    team = list(report.team)
+    team += [a for a in dict.fromkeys(e.agent for e in transcript) if a not in team]
+    agents = [
+        _agent_stats(
+            agent,
+            [e for e in transcript if e.agent == agent],
+            personas,
+            usage=report.usage.by_agent.get(agent),
+            vote=vote_summary(ballots.get(agent), invalid.get(agent)),
         )
+        for agent in team
+    ]
     return StatisticsView(
-        session_id=str(doc["session_id"]),
+        session_id=report.session_id,
         agents=agents,
         total_turns=sum(a.turns for a in agents),
         total_words=sum(a.words for a in agents),
-        usage_line=usage_line(doc),
+        usage_line=usage_line(report),
+    )
+
+
+def _agent_stats(
+    agent: str,
+    entries: list[TranscriptEntry],
+    personas: Mapping[str, Persona],
+    *,
+    usage: Usage | None,
+    vote: VoteSummary,
+) -> AgentStats:
+    """One agent's line, from its transcript entries: fallback stand-ins count as turns, not as words."""
+    spoken = [e for e in entries if not e.fallback]
+    latencies = [e.latency_ms for e in entries if e.latency_ms is not None]
+    return AgentStats(
+        agent=agent_ref(agent, personas),
+        turns=len(entries),
+        fallbacks=len(entries) - len(spoken),
+        words=sum(word_count(e.content) for e in spoken),
+        mean_latency_ms=round(sum(latencies) / len(latencies), 1) if latencies else None,
+        usage=AgentUsage.model_validate(usage.model_dump()) if usage is not None else None,
+        vote=vote,
     )
 
 
@@ -103,25 +117,35 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def vote_summary(ballot: Mapping[str, Any] | None, invalid_reason: str | None = None) -> VoteSummary:
+def vote_summary(ballot: Ballot | None, invalid_reason: str | None = None) -> VoteSummary:
     """A ballot as one line of text; `invalid_reason` comes from the tally's `invalid` list."""
     if ballot is None:
         return VoteSummary(status="missing", text="did not vote")
-    if ballot.get("abstain"):
+    if ballot.abstain:
         return VoteSummary(status="abstained", text="abstained")
-    parts = []
-    if "choice" in ballot:
-        parts.append(f"chose {ballot['choice']}")
-    if "ranking" in ballot:
-        parts.append("ranked " + (" > ".join(map(str, ballot["ranking"])) or "nothing"))
-    if "ratings" in ballot:
-        ratings = ", ".join(f"{pid} {score}" for pid, score in sorted(ballot["ratings"].items()))
-        parts.append(f"rated {ratings or 'nothing'}")
-    if "approve" in ballot:
-        parts.append("approved " + (", ".join(map(str, ballot["approve"])) or "none"))
-    text = "; ".join(parts) or "empty ballot"
+    text = "; ".join(_ballot_parts(ballot)) or "empty ballot"
     if invalid_reason is not None:
         return VoteSummary(
             status="invalid", text=f"invalid ({invalid_reason}): {text}", reason=invalid_reason
         )
     return VoteSummary(status="voted", text=text)
+
+
+def _ballot_parts(ballot: Ballot) -> list[str]:
+    """What the ballot says, field by field; a malformed value is shown as it was cast."""
+    given = ballot.model_fields_set
+    parts = []
+    if "choice" in given:
+        parts.append(f"chose {ballot.choice}")
+    if ballot.ranking is not None:
+        parts.append("ranked " + (" > ".join(map(str, ballot.ranking)) or "nothing"))
+    if ballot.ratings is not None:
+        ratings = ", ".join(f"{pid} {score}" for pid, score in sorted(ballot.ratings.items(), key=_first))
+        parts.append(f"rated {ratings or 'nothing'}")
+    if ballot.approve is not None:
+        parts.append("approved " + (", ".join(map(str, ballot.approve)) or "none"))
+    return parts
+
+
+def _first(item: tuple[str, object]) -> str:
+    return item[0]

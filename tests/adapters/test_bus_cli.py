@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bus import AgentMessage, DeliveryConfig, Mailbox, RedisBus
 from bus.addressing import inbox_key
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import roundtable as run_cli
 from tests.servers import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +68,8 @@ def shared(redis: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 def roundtable(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "adapters.cli.app", "bus", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
+    """`roundtable bus <args>`."""
+    return run_cli("bus", *args, env=env, timeout=60)
 
 
 def in_parallel(*calls: tuple[str, ...], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.fake_llm import FakeLLM
+from tests.helpers import roundtable
 from tests.servers import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,20 +52,6 @@ def env(tmp_path: Path, fake_llm: FakeLLM, redis_cli: RedisProcess) -> dict[str,
         "ROUNDTABLE_API_BASE": fake_llm.base_url,
         "ROUNDTABLE_API_KEY": "sk-fake",
     }
-
-
-def roundtable(
-    *args: str, env: dict[str, str] | None = None, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "adapters.cli.app", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
 
 
 def test_tally_prints_the_contract_output() -> None:

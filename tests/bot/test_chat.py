@@ -29,6 +29,7 @@ from bot.views import ProgressTracker, ProgressView
 from bot.views.chart import vote_chart_png
 from bot.views.result import VoteBar
 from engine.progress import Progress
+from engine.report import SessionReport
 from personas import load_personas
 from tests.fakes.fake_llm import FakeLLM
 
@@ -95,11 +96,11 @@ async def chat(chat_for: Callable[..., Any]) -> AsyncIterator[ChatService]:
         await runtime.close()
 
 
-async def finish(outcome: Any) -> dict[str, Any]:
+async def finish(outcome: Any) -> SessionReport:
     assert isinstance(outcome, Started), outcome
-    doc = await asyncio.wait_for(outcome.task, 60)
-    assert doc is not None
-    return doc
+    report = await asyncio.wait_for(outcome.task, 60)
+    assert report is not None
+    return report
 
 
 async def test_a_command_runs_a_session_and_presents_it(chat: ChatService) -> None:
@@ -107,9 +108,9 @@ async def test_a_command_runs_a_session_and_presents_it(chat: ChatService) -> No
     outcome = await chat.handle("!roundtable Tabs or spaces? --rounds 1 --voting ranked", origin(), rec)
     assert isinstance(outcome, Started)
     assert rec.names()[0] == "started"  # posted before handle returned
-    doc = await finish(outcome)
-    assert doc["voting_rule"] == "ranked"
-    assert doc["rounds_planned"] == 1
+    report = await finish(outcome)
+    assert report.voting_rule == "ranked"
+    assert report.rounds_planned == 1
     names = rec.names()
     assert names[-1] == "finished"
     assert "failed" not in names
@@ -118,7 +119,7 @@ async def test_a_command_runs_a_session_and_presents_it(chat: ChatService) -> No
     assert progress[-1].finished
     assert any(a.status == "typing" for view in progress for a in view.agents)
     result: ChatResult = rec.last("finished")
-    assert result.session_id == outcome.session_id == doc["session_id"]
+    assert result.session_id == outcome.session_id == report.session_id
     assert result.view.decided
     assert result.chart_png is not None
     assert result.chart_png.startswith(PNG)
@@ -167,8 +168,8 @@ async def test_triggers_need_a_mention_or_a_listed_channel(
         await chat.handle("Is the vendor ready?", origin(), Recorder(), mentioned=True), Replied
     )
     rec = Recorder()
-    doc = await finish(await chat.handle(DILEMMA, origin(), rec, mentioned=True))
-    assert doc["topic"] == DILEMMA
+    report = await finish(await chat.handle(DILEMMA, origin(), rec, mentioned=True))
+    assert report.topic == DILEMMA
     listed = await chat_for(trigger_channels="C9")
     assert isinstance(await listed.handle(DILEMMA, origin(channel="C9"), Recorder()), Started)
     quiet = await chat_for(auto_trigger=False)
@@ -246,12 +247,12 @@ async def test_a_flaky_llm_still_gives_a_result_with_a_degraded_notice(
 ) -> None:
     fake_llm.set(error_rate=0.5, seed=3)
     rec = Recorder()
-    doc = await finish(await chat.handle("!roundtable Flaky? --rounds 2 --team full", origin(), rec))
-    assert doc["status"] == "completed"
+    report = await finish(await chat.handle("!roundtable Flaky? --rounds 2 --team full", origin(), rec))
+    assert report.status == "completed"
     result: ChatResult = rec.last("finished")
-    assert doc["degraded"]
+    assert report.degraded
     assert result.view.degraded is not None
-    assert len(result.view.degraded.entries) == len(doc["degraded"])
+    assert len(result.view.degraded.entries) == len(report.degraded)
 
 
 async def test_a_result_that_cannot_be_posted_is_reported_not_swallowed(chat: ChatService) -> None:
@@ -294,8 +295,8 @@ async def test_sessions_left_running_resume_in_their_channel(
     resumed = await second.resume_interrupted("discord", presenter_for)
     assert [s.session_id for s in resumed] == [crashed.session_id]
     assert asked == [(origin(channel="C42", thread_id="T1"), crashed.session_id)]
-    doc = await finish(resumed[0])
-    assert doc["status"] == "completed"
+    report = await finish(resumed[0])
+    assert report.status == "completed"
     assert recorders[crashed.session_id].names()[-1] == "finished"
     slack = await second.resume_interrupted("slack", presenter_for)
     assert [s.session_id for s in slack] == [other.session_id]
@@ -303,23 +304,24 @@ async def test_sessions_left_running_resume_in_their_channel(
 
 
 async def test_buttons_read_the_stored_session(chat_for: Callable[..., Any], chat: ChatService) -> None:
-    doc = await finish(await chat.handle("!roundtable Tabs? --rounds 2 --team full", origin(), Recorder()))
-    session_id = doc["session_id"]
+    report = await finish(await chat.handle("!roundtable Tabs? --rounds 2 --team full", origin(), Recorder()))
+    session_id = report.session_id
     later = await chat_for(workspace=chat.settings.workspace)  # as after a restart
     ref = parse_button_id(button_id("proposals", session_id, 2))
     assert ref is not None
     assert (ref.action, ref.session_id, ref.page) == ("proposals", session_id, 2)
     pages = await later.pages(session_id, "proposals", page_chars=800)
     text = "\n".join(page.body for page in pages)
-    for proposal in doc["proposals"]:
-        assert proposal["title"] in text
+    for proposal in report.proposals:
+        assert proposal.title in text
     assert all(len(page.body) <= 800 for page in pages)
     discussion = await later.pages(session_id, "discussion", page_chars=1000)
-    assert sum(len(p.body) for p in discussion) >= sum(len(t["content"]) for t in doc["transcript"])
+    assert sum(len(p.body) for p in discussion) >= sum(len(t.content) for t in report.transcript)
     stats = await later.statistics(session_id)
-    assert {a.agent.id for a in stats.agents} == set(doc["team"])
+    assert {a.agent.id for a in stats.agents} == set(report.team)
     result = await later.result(session_id)
-    assert result.view.winner_id == doc["winner"]["id"]
+    assert report.winner is not None
+    assert result.view.winner_id == report.winner.id
     with pytest.raises(SessionNotFound):
         await later.pages("deadbeef0000", "discussion", page_chars=1000)
 
@@ -418,9 +420,9 @@ async def test_the_pump_coalesces_bursts_and_always_shows_the_final_view() -> No
 
 async def test_start_with_options_as_a_slash_command_would(chat: ChatService) -> None:
     request = SessionRequest(topic="Monolith or microservices?", rounds=1, voting="condorcet", team="compact")
-    doc = await finish(await chat.start(request, origin(), Recorder()))
-    assert doc["voting_rule"] == "condorcet"
-    assert len(doc["team"]) == 3
+    report = await finish(await chat.start(request, origin(), Recorder()))
+    assert report.voting_rule == "condorcet"
+    assert len(report.team) == 3
     bad = await chat.start(SessionRequest(topic="X?", team="analyst,nobody"), origin(), Recorder())
     assert isinstance(bad, Replied)
     assert "nobody" in bad.text

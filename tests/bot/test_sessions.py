@@ -11,7 +11,8 @@ import pytest
 
 from bot import BadRequest, Runtime, SessionRequest, SessionRunner, Settings
 from engine.errors import BusUnavailable, RuleMismatch
-from engine.voting import TallyInput, TallyResult, tally
+from engine.report import Ballot, SessionReport
+from engine.voting import InvalidBallot, TallyInput, TallyResult, tally
 from tests.fakes.fake_llm import FakeLLM
 from tests.helpers import agent_of, discussion, is_repair, schema_of
 from tests.servers import RedisProcess
@@ -37,21 +38,21 @@ CONTRACT_KEYS = {
 }
 
 
-def recount(doc: dict[str, Any], ballots: list[dict[str, Any]]) -> TallyResult:
+def recount(report: SessionReport, ballots: list[Ballot]) -> TallyResult:
     """The session's proposals counted again, independently, over the given ballots."""
     return tally(
         TallyInput(
-            rule=doc["voting_rule"],
-            candidates=[p["id"] for p in doc["proposals"]],
-            authors={p["id"]: p["author"] for p in doc["proposals"]},
+            rule=report.voting_rule,
+            candidates=[p.id for p in report.proposals],
+            authors={p.id: p.author for p in report.proposals},
             recusal=True,
-            seed=doc["seed"],
-            ballots=ballots,
+            seed=report.seed,
+            ballots=[b.model_dump(mode="json") for b in ballots],
         )
     )
 
 
-async def run(runner: SessionRunner, **fields: Any) -> dict[str, Any]:
+async def run(runner: SessionRunner, **fields: Any) -> SessionReport:
     fields.setdefault("topic", "Should a small team adopt a four-day work week?")
     fields.setdefault("seed", 7)
     session_id, config = runner.prepare(SessionRequest(**fields))
@@ -61,20 +62,20 @@ async def run(runner: SessionRunner, **fields: Any) -> dict[str, Any]:
 async def test_a_session_completes_with_the_contract_document(
     runner: SessionRunner, fake_llm: FakeLLM
 ) -> None:
-    doc = await run(runner, rounds=2, voting="rated", early_stop=False)
-    assert doc.keys() >= CONTRACT_KEYS
-    assert doc["status"] == "completed"
-    assert doc["team"] == ["analyst", "creative", "skeptic", "pragmatist", "ethicist"]
-    assert doc["rounds_run"] == 2 and not doc["stopped_early"]
-    assert len(doc["transcript"]) == 10
-    assert len(doc["proposals"]) == 5
-    assert doc["winner"] is not None and doc["winner"]["id"] == doc["tally"]["winner"]
-    assert doc["degraded"] == []
+    report = await run(runner, rounds=2, voting="rated", early_stop=False)
+    assert report.model_dump().keys() >= CONTRACT_KEYS
+    assert report.status == "completed"
+    assert report.team == ["analyst", "creative", "skeptic", "pragmatist", "ethicist"]
+    assert report.rounds_run == 2 and not report.stopped_early
+    assert len(report.transcript) == 10
+    assert len(report.proposals) == 5
+    assert report.winner is not None and report.winner.id == report.tally.winner
+    assert report.degraded == []
     # 5 agents x (2 rounds + proposal + vote), no repairs needed: the fake always answers the schema.
-    assert doc["usage"]["llm_calls"] == 20 == fake_llm.request_count
-    assert doc["usage"]["prompt_tokens"] > 0
-    assert set(doc["usage"]["by_phase"]) == {"discussion", "proposal", "vote"}
-    assert sum(u["llm_calls"] for u in doc["usage"]["by_agent"].values()) == 20
+    assert report.usage.llm_calls == 20 == fake_llm.request_count
+    assert report.usage.prompt_tokens > 0
+    assert set(report.usage.by_phase) == {"discussion", "proposal", "vote"}
+    assert sum(u.llm_calls for u in report.usage.by_agent.values()) == 20
 
 
 async def test_a_session_runs_unchanged_over_the_in_memory_bus(
@@ -82,24 +83,24 @@ async def test_a_session_runs_unchanged_over_the_in_memory_bus(
 ) -> None:
     runtime = await Runtime.open(settings_for(bus_url="memory://"))
     try:
-        doc = await run(SessionRunner(runtime), rounds=2, voting="condorcet", early_stop=False)
+        report = await run(SessionRunner(runtime), rounds=2, voting="condorcet", early_stop=False)
         assert runtime.bus_description == "in-memory bus (chosen)"
     finally:
         await runtime.close()
-    assert doc["status"] == "completed" and doc["degraded"] == []
-    assert doc["usage"]["llm_calls"] == 20 == fake_llm.request_count
+    assert report.status == "completed" and report.degraded == []
+    assert report.usage.llm_calls == 20 == fake_llm.request_count
 
 
 async def test_the_live_tally_equals_a_recount_of_the_stored_ballots(runner: SessionRunner) -> None:
-    doc = await run(runner, rounds=1, voting="ranked")
-    assert recount(doc, doc["ballots"]).model_dump(mode="json") == doc["tally"]
+    report = await run(runner, rounds=1, voting="ranked")
+    assert recount(report, report.ballots) == report.tally
 
 
 async def test_nobody_votes_for_their_own_proposal(runner: SessionRunner) -> None:
-    doc = await run(runner, rounds=1, voting="approval")
-    authors = {p["id"]: p["author"] for p in doc["proposals"]}
-    for ballot in doc["ballots"]:
-        assert all(authors[pid] != ballot["voter"] for pid in ballot.get("approve", []))
+    report = await run(runner, rounds=1, voting="approval")
+    authors = {p.id: p.author for p in report.proposals}
+    for ballot in report.ballots:
+        assert all(authors[pid] != ballot.voter for pid in ballot.approve or [])
 
 
 async def test_early_stop_when_a_quorum_is_ready(runner: SessionRunner, fake_llm: FakeLLM) -> None:
@@ -109,18 +110,18 @@ async def test_early_stop_when_a_quorum_is_ready(runner: SessionRunner, fake_llm
         return None
 
     fake_llm.set(responder=ready)
-    doc = await run(runner, rounds=4)
-    assert doc["rounds_run"] == 1
-    assert doc["stopped_early"] is True
-    assert doc["stop_reason"] == "quorum ready: 5 of 5 agents were ready to propose"
+    report = await run(runner, rounds=4)
+    assert report.rounds_run == 1
+    assert report.stopped_early is True
+    assert report.stop_reason == "quorum ready: 5 of 5 agents were ready to propose"
 
 
 async def test_no_early_stop_runs_every_round(runner: SessionRunner, fake_llm: FakeLLM) -> None:
     fake_llm.set(
         responder=lambda b: discussion("ok", "same", True) if schema_of(b) == "discussion_turn" else None
     )
-    doc = await run(runner, rounds=3, early_stop=False)
-    assert doc["rounds_run"] == 3 and not doc["stopped_early"]
+    report = await run(runner, rounds=3, early_stop=False)
+    assert report.rounds_run == 3 and not report.stopped_early
 
 
 async def test_disagreeing_words_do_not_stop_the_discussion(runner: SessionRunner, fake_llm: FakeLLM) -> None:
@@ -133,8 +134,8 @@ async def test_disagreeing_words_do_not_stop_the_discussion(runner: SessionRunne
         return None
 
     fake_llm.set(responder=disagree)
-    doc = await run(runner, rounds=3)
-    assert doc["rounds_run"] == 3
+    report = await run(runner, rounds=3)
+    assert report.rounds_run == 3
 
 
 async def test_malformed_output_is_repaired_once(runner: SessionRunner, fake_llm: FakeLLM) -> None:
@@ -144,23 +145,23 @@ async def test_malformed_output_is_repaired_once(runner: SessionRunner, fake_llm
         return None
 
     fake_llm.set(responder=skeptic_garbles_first)
-    doc = await run(runner, rounds=1, early_stop=False)
-    assert doc["degraded"] == []
-    assert doc["usage"]["by_agent"]["skeptic"]["llm_calls"] == 6  # 3 turns, each repaired once
-    assert doc["usage"]["llm_calls"] == fake_llm.request_count == 18
+    report = await run(runner, rounds=1, early_stop=False)
+    assert report.degraded == []
+    assert report.usage.by_agent["skeptic"].llm_calls == 6  # 3 turns, each repaired once
+    assert report.usage.llm_calls == fake_llm.request_count == 18
 
 
 async def test_output_still_invalid_after_repair_becomes_a_marked_fallback(
     runner: SessionRunner, fake_llm: FakeLLM
 ) -> None:
     fake_llm.set(responder=lambda b: "not json at all" if agent_of(b) == "skeptic" else None)
-    doc = await run(runner, rounds=1, voting="majority")
-    steps = {(d["agent"], d["step"]) for d in doc["degraded"]}
+    report = await run(runner, rounds=1, voting="majority")
+    steps = {(d.agent, d.step) for d in report.degraded}
     assert {("skeptic", "round-1"), ("skeptic", "proposals"), ("skeptic", "votes")} <= steps
-    assert [t["fallback"] for t in doc["transcript"] if t["agent"] == "skeptic"] == [True]
-    assert all(p["author"] != "skeptic" for p in doc["proposals"])
-    assert {"voter": "skeptic", "reason": "missing field 'choice'"} in doc["tally"]["invalid"]
-    assert doc["winner"] is not None
+    assert [t.fallback for t in report.transcript if t.agent == "skeptic"] == [True]
+    assert all(p.author != "skeptic" for p in report.proposals)
+    assert InvalidBallot(voter="skeptic", reason="missing field 'choice'") in report.tally.invalid
+    assert report.winner is not None
 
 
 async def test_a_ballot_naming_unknown_proposals_is_an_abstention_never_a_vote(
@@ -173,12 +174,12 @@ async def test_a_ballot_naming_unknown_proposals_is_an_abstention_never_a_vote(
             else None
         )
     )
-    doc = await run(runner, rounds=1, voting="ranked")
-    invalid = {i["voter"]: i["reason"] for i in doc["tally"]["invalid"]}
+    report = await run(runner, rounds=1, voting="ranked")
+    invalid = {i.voter: i.reason for i in report.tally.invalid}
     assert invalid["analyst"] == "unknown candidate 'Z'"
-    assert doc["tally"]["valid_ballots"] == 4
-    without = recount(doc, [b for b in doc["ballots"] if b["voter"] != "analyst"])
-    assert without.scores == doc["tally"]["scores"]
+    assert report.tally.valid_ballots == 4
+    without = recount(report, [b for b in report.ballots if b.voter != "analyst"])
+    assert without.scores == report.tally.scores
 
 
 async def test_a_stalled_llm_times_out_into_a_degraded_completed_session(
@@ -187,21 +188,21 @@ async def test_a_stalled_llm_times_out_into_a_degraded_completed_session(
     fake_llm.set(stall=True)
     runtime = await Runtime.open(settings_for(turn_timeout_s=1.0))
     try:
-        doc = await run(SessionRunner(runtime), rounds=1, voting="rated")
+        report = await run(SessionRunner(runtime), rounds=1, voting="rated")
     finally:
         await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["winner"] is None
-    assert all(d["reason"].startswith("timeout") for d in doc["degraded"] if d["agent"])
-    assert any(d["step"] == "proposals" and d["agent"] is None for d in doc["degraded"])
+    assert report.status == "completed"
+    assert report.winner is None
+    assert all(d.reason.startswith("timeout") for d in report.degraded if d.agent)
+    assert any(d.step == "proposals" and d.agent is None for d in report.degraded)
 
 
 async def test_a_failing_provider_degrades_but_completes(runner: SessionRunner, fake_llm: FakeLLM) -> None:
     fake_llm.set(error_rate=0.5, seed=3)
-    doc = await run(runner, rounds=2, voting="approval")
-    assert doc["status"] == "completed"
-    assert doc["degraded"], "half the calls failed, so some turns must be marked"
-    assert all("model error" in d["reason"] for d in doc["degraded"] if d["agent"])
+    report = await run(runner, rounds=2, voting="approval")
+    assert report.status == "completed"
+    assert report.degraded, "half the calls failed, so some turns must be marked"
+    assert all("model error" in d.reason for d in report.degraded if d.agent)
 
 
 async def test_the_budget_announces_the_last_round(
@@ -209,12 +210,12 @@ async def test_the_budget_announces_the_last_round(
 ) -> None:
     runtime = await Runtime.open(settings_for(budget_tokens=4000))
     try:
-        doc = await run(SessionRunner(runtime), rounds=5, early_stop=False)
+        report = await run(SessionRunner(runtime), rounds=5, early_stop=False)
     finally:
         await runtime.close()
-    assert doc["rounds_run"] < 5
-    assert doc["stopped_early"]
-    assert doc["stop_reason"].startswith("budget")
+    assert report.rounds_run < 5
+    assert report.stopped_early
+    assert report.stop_reason.startswith("budget")
 
 
 async def test_the_session_deadline_ends_the_discussion(
@@ -223,12 +224,12 @@ async def test_the_session_deadline_ends_the_discussion(
     fake_llm.set(latency_s=0.4)
     runtime = await Runtime.open(settings_for(session_deadline_s=2.0))
     try:
-        doc = await run(SessionRunner(runtime), rounds=5, early_stop=False)
+        report = await run(SessionRunner(runtime), rounds=5, early_stop=False)
     finally:
         await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["rounds_run"] < 5
-    assert doc["stop_reason"].startswith("time")
+    assert report.status == "completed"
+    assert report.rounds_run < 5
+    assert report.stop_reason.startswith("time")
 
 
 async def test_a_resumed_session_never_asks_for_a_completed_turn_again(
@@ -254,11 +255,11 @@ async def test_a_resumed_session_never_asks_for_a_completed_turn_again(
 
     runtime = await Runtime.open(settings)
     try:
-        doc = await SessionRunner(runtime).resume(session_id)
+        report = await SessionRunner(runtime).resume(session_id)
     finally:
         await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["rounds_run"] == 3
+    assert report.status == "completed"
+    assert report.rounds_run == 3
     resumed_calls = fake_llm.request_count - asked_before
     assert resumed_calls == 25 - len(before)  # 5 agents x (3 rounds + proposal + vote), minus what was done
     after = {(e.step, e.agent): e for e in await _events(settings, session_id) if e.kind == "turn_completed"}
@@ -290,23 +291,23 @@ async def test_redis_going_away_is_a_clear_error_and_the_session_resumes(
     redis.start()
     runtime = await Runtime.open(settings)
     try:
-        doc = await SessionRunner(runtime).resume(session_id)
+        report = await SessionRunner(runtime).resume(session_id)
     finally:
         await runtime.close()
         redis.stop()
-    assert doc["status"] == "completed" and doc["rounds_run"] == 3
+    assert report.status == "completed" and report.rounds_run == 3
 
 
 async def test_retally_counts_stored_ballots_under_another_rule(runner: SessionRunner) -> None:
-    doc = await run(runner, rounds=1, voting="ranked")
-    again = await runner.retally(doc["session_id"], "condorcet")
-    assert again["voting_rule"] == "condorcet"
-    assert again["tally"]["rule"] == "condorcet"
-    assert again["ballots"] == doc["ballots"]
+    report = await run(runner, rounds=1, voting="ranked")
+    again = await runner.retally(report.session_id, "condorcet")
+    assert again.voting_rule == "condorcet"
+    assert again.tally.rule == "condorcet"
+    assert again.ballots == report.ballots
     with pytest.raises(RuleMismatch, match="carry 'ranking'; rule 'rated' needs 'ratings'"):
-        await runner.retally(doc["session_id"], "rated")
+        await runner.retally(report.session_id, "rated")
     with pytest.raises(BadRequest, match="unknown voting rule 'rnaked'"):
-        await runner.retally(doc["session_id"], "rnaked")
+        await runner.retally(report.session_id, "rnaked")
 
 
 async def test_stats_normalise_win_rates_by_participation(runner: SessionRunner) -> None:

@@ -29,14 +29,14 @@ async def test_a_compact_session_completes_on_the_embedded_model(
                 seed=5,
             )
         )
-        doc = await runner.run(session_id, config)
+        report = await runner.run(session_id, config)
     finally:
         await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["usage"]["llm_calls"] >= 9  # 3 agents x (1 round + proposal + vote), plus any repairs
-    assert doc["usage"]["completion_tokens"] > 0
+    assert report.status == "completed"
+    assert report.usage.llm_calls >= 9  # 3 agents x (1 round + proposal + vote), plus any repairs
+    assert report.usage.completion_tokens > 0
     # The tiny model may fail a turn; then it is marked, never silently dropped.
-    produced = {p["author"] for p in doc["proposals"]}
-    failed = {d["agent"] for d in doc["degraded"] if d["step"] == "proposals"}
+    produced = {p.author for p in report.proposals}
+    failed = {d.agent for d in report.degraded if d.step == "proposals"}
     assert produced | failed == {"analyst", "creative", "pragmatist"}
-    assert doc["winner"] is not None or any(d["agent"] is None for d in doc["degraded"])
+    assert report.winner is not None or any(d.agent is None for d in report.degraded)

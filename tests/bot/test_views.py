@@ -19,7 +19,10 @@ from bot.views import (
     split_text,
     statistics_view,
 )
+from bot.views.result import consensus_percent
 from engine.errors import BadRequest
+from engine.report import SessionReport
+from engine.voting import TallyResult
 from personas import Persona, load_personas
 
 TEAM = ["analyst", "creative", "skeptic", "pragmatist", "ethicist"]
@@ -143,7 +146,14 @@ def doc() -> dict[str, Any]:
             "by_phase": {},
         },
         "duration_s": 41.5,
+        "seed": 0,
+        "model": None,
     }
+
+
+def report(doc: dict[str, Any]) -> SessionReport:
+    """The fixture document as the engine hands it over, validated as a stored document is."""
+    return SessionReport.model_validate(doc)
 
 
 def test_fixture_tally_matches_counter() -> None:
@@ -156,8 +166,9 @@ def test_fixture_tally_matches_counter() -> None:
 
 
 def test_result_view_carries_the_decision(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
-    view = build_result_view(doc, personas)
-    assert view.decided and view.no_decision_reason is None
+    view = build_result_view(report(doc), personas)
+    assert view.decided
+    assert view.no_decision_reason is None
     assert (view.topic, view.winner_id, view.winner_title) == (doc["topic"], "P2", "Four-day pilot")
     assert view.author is not None
     assert (view.author.id, view.author.name, view.author.emoji) == ("creative", "Creative", "💡")
@@ -174,17 +185,18 @@ def test_result_view_carries_the_decision(doc: dict[str, Any], personas: dict[st
 
 def test_vote_distribution_follows_tally_ranking(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
     """Bars come in ranking order, with shares of the total score and only the winner marked."""
-    votes = build_result_view(doc, personas).votes
+    votes = build_result_view(report(doc), personas).votes
     assert [v.id for v in votes] == ["P2", "P4", "P1", "P3", "P5"]
     assert [v.score for v in votes] == [12, 10, 8, 6, 4]
     assert [v.share for v in votes] == pytest.approx([0.3, 0.25, 0.2, 0.15, 0.1])
     assert [v.is_winner for v in votes] == [True, False, False, False, False]
     assert votes[1].title == "Flexible Fridays"
-    assert votes[1].author is not None and votes[1].author.label == "🔧 Pragmatist"
+    assert votes[1].author is not None
+    assert votes[1].author.label == "🔧 Pragmatist"
 
 
 def test_degraded_notice_lists_failed_turns(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
-    notice = build_result_view(doc, personas).degraded
+    notice = build_result_view(report(doc), personas).degraded
     assert notice is not None
     assert "1 agent turn failed" in notice.summary
     assert [e.text for e in notice.entries] == ["🔍 Skeptic at round-2: timeout"]
@@ -192,7 +204,7 @@ def test_degraded_notice_lists_failed_turns(doc: dict[str, Any], personas: dict[
 
 def test_clean_session_has_no_degraded_notice(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
     doc["degraded"] = []
-    assert build_result_view(doc, personas).degraded is None
+    assert build_result_view(report(doc), personas).degraded is None
 
 
 def test_no_winner_says_there_was_no_decision_and_why(
@@ -202,19 +214,41 @@ def test_no_winner_says_there_was_no_decision_and_why(
     doc["winner"] = None
     doc["tally"] = {**TALLY, "winner": None, "scores": dict.fromkeys(AUTHORS, 0), "consensus": 0.0}
     doc["degraded"].append({"agent": None, "step": "votes", "reason": "no valid ballot was cast"})
-    view = build_result_view(doc, personas)
+    view = build_result_view(report(doc), personas)
     assert not view.decided
     assert view.no_decision_reason == "No decision was reached: no valid ballot was cast."
-    assert view.winner_id is None and view.author is None and view.consensus_percent is None
-    assert view.benefits == [] and view.steps == []
-    assert view.degraded is not None and "1 step did not complete normally" in view.degraded.summary
+    assert view.winner_id is None
+    assert view.author is None
+    assert view.consensus_percent is None
+    assert view.benefits == []
+    assert view.steps == []
+    assert view.degraded is not None
+    assert "1 step did not complete normally" in view.degraded.summary
     assert all(v.share == 0.0 and not v.is_winner for v in view.votes)
+
+
+def test_the_exact_consensus_is_shown_as_a_whole_percent(
+    doc: dict[str, Any], personas: dict[str, Persona]
+) -> None:
+    doc["tally"]["consensus"] = 2 / 3
+    assert build_result_view(report(doc), personas).consensus_percent == 67
+
+
+@pytest.mark.parametrize("valid_ballots", range(1, 13))
+def test_views_show_the_exact_consensus_as_they_showed_the_rounded_one(valid_ballots: int) -> None:
+    """Reports used to carry the consensus rounded to 4 decimals; every share of up to 12 ballots still
+    shows as the same whole percent."""
+    for tops in range(valid_ballots + 1):
+        exact = tops / valid_ballots
+        tally = TallyResult.model_validate({**TALLY, "consensus": exact})
+        assert consensus_percent(tally) == round(round(exact, 4) * 100)
 
 
 def test_unknown_persona_falls_back_to_its_id(doc: dict[str, Any]) -> None:
     """An agent whose persona is not loaded is still shown, by id, with a neutral emoji."""
-    view = build_result_view(doc, {})
-    assert view.author is not None and view.author.label == "👤 creative"
+    view = build_result_view(report(doc), {})
+    assert view.author is not None
+    assert view.author.label == "👤 creative"
 
 
 # -- text splitting ---------------------------------------------------------------------------------
@@ -298,8 +332,9 @@ def _check_pages(pages: list[Page], limit: int, title: str) -> None:
 def test_discussion_pages_show_round_speaker_and_fallback(
     doc: dict[str, Any], personas: dict[str, Persona]
 ) -> None:
-    pages = discussion_pages(doc, personas, page_chars=4096)
-    assert len(pages) == 1 and pages[0].label == "Discussion (1/1)"
+    pages = discussion_pages(report(doc), personas, page_chars=4096)
+    assert len(pages) == 1
+    assert pages[0].label == "Discussion (1/1)"
     body = pages[0].body
     assert "Round 1 · 📊 Analyst\nThe data on four-day weeks is mixed." in body
     assert "Round 2 · 🔍 Skeptic (⚠ fallback)\n(no reply: timeout)" in body
@@ -311,7 +346,7 @@ def test_discussion_pages_keep_all_content_within_limit(
 ) -> None:
     """Pages fit the limit and, read in order, give back every word of the transcript, none split."""
     doc["transcript"][0]["content"] = LONG_TEXT
-    pages = discussion_pages(doc, personas, page_chars=limit)
+    pages = discussion_pages(report(doc), personas, page_chars=limit)
     _check_pages(pages, limit, "Discussion")
     assert len(pages) > 1
     expected: list[str] = []
@@ -330,10 +365,10 @@ def test_six_long_proposals_paginate_into_several_pages(
     doc["proposals"] = [_proposal(f"P{i}", f"Option {i}", (SENTENCE * 12).strip()) for i in range(1, 6)] + [
         {**_proposal("P5", "Extra", (SENTENCE * 30).strip()), "id": "P6"}
     ]
-    pages = proposal_pages(doc, personas, page_chars=1024)
+    pages = proposal_pages(report(doc), personas, page_chars=1024)
     _check_pages(pages, 1024, "Proposals")
     assert len(pages) >= 4
-    whole = proposal_pages(doc, personas, page_chars=100_000)
+    whole = proposal_pages(report(doc), personas, page_chars=100_000)
     assert len(whole) == 1
     text = " ".join(p.body for p in pages)
     assert _words(text) == _words(whole[0].body)
@@ -347,7 +382,7 @@ def test_six_long_proposals_paginate_into_several_pages(
 def test_proposal_pages_show_everything_for_each_proposal(
     doc: dict[str, Any], personas: dict[str, Persona]
 ) -> None:
-    pages = proposal_pages(doc, personas, page_chars=3000)
+    pages = proposal_pages(report(doc), personas, page_chars=3000)
     body = "\n\n".join(p.body for p in pages)
     assert "P4 · Flexible Fridays\nby 🔧 Pragmatist · score 10" in body
     assert "Benefits:\n• Flexible Fridays is cheap to try\n• it can be reversed" in body
@@ -356,27 +391,32 @@ def test_proposal_pages_show_everything_for_each_proposal(
 
 def test_empty_session_still_has_one_page(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
     doc["transcript"], doc["proposals"] = [], []
-    assert [p.body for p in discussion_pages(doc, personas, page_chars=100)] == ["No discussion took place."]
-    assert [p.body for p in proposal_pages(doc, personas, page_chars=100)] == ["No proposal was made."]
+    assert [p.body for p in discussion_pages(report(doc), personas, page_chars=100)] == [
+        "No discussion took place."
+    ]
+    assert [p.body for p in proposal_pages(report(doc), personas, page_chars=100)] == [
+        "No proposal was made."
+    ]
 
 
 # -- statistics -------------------------------------------------------------------------------------
 
 
 def test_statistics_count_turns_words_and_usage(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
-    stats = {a.agent.id: a for a in statistics_view(doc, personas).agents}
+    stats = {a.agent.id: a for a in statistics_view(report(doc), personas).agents}
     assert list(stats) == TEAM
     assert (stats["analyst"].turns, stats["analyst"].fallbacks, stats["analyst"].words) == (2, 0, 15)
     assert (stats["skeptic"].turns, stats["skeptic"].fallbacks, stats["skeptic"].words) == (2, 1, 5)
     assert stats["pragmatist"].words == 8 + 3
-    assert stats["ethicist"].usage is not None and stats["ethicist"].usage.tokens == 550
+    assert stats["ethicist"].usage is not None
+    assert stats["ethicist"].usage.tokens == 550
     assert stats["analyst"].mean_latency_ms is None
-    view = statistics_view(doc, personas)
+    view = statistics_view(report(doc), personas)
     assert (view.total_turns, view.total_words) == (10, sum(a.words for a in view.agents))
 
 
 def test_statistics_render_votes_and_mark_invalid(doc: dict[str, Any], personas: dict[str, Persona]) -> None:
-    votes = {a.agent.id: a.vote for a in statistics_view(doc, personas).agents}
+    votes = {a.agent.id: a.vote for a in statistics_view(report(doc), personas).agents}
     assert votes["analyst"].status == "voted"
     assert votes["analyst"].text == "ranked P2 > P4 > P1 > P3 > P5"
     assert votes["ethicist"].status == "invalid"
@@ -399,7 +439,7 @@ def test_statistics_render_every_ballot_shape(
     doc: dict[str, Any], personas: dict[str, Persona], ballot: dict[str, Any] | None, status: str, text: str
 ) -> None:
     doc["ballots"] = [ballot] if ballot else []
-    vote = statistics_view(doc, personas).agents[0].vote
+    vote = statistics_view(report(doc), personas).agents[0].vote
     assert (vote.status, vote.text) == (status, text)
 
 
@@ -408,8 +448,9 @@ def test_statistics_average_latency_when_the_document_has_it(
 ) -> None:
     doc["transcript"][0]["latency_ms"] = 800.0
     doc["transcript"][5]["latency_ms"] = 1200.0
-    stats = statistics_view(doc, personas).agents
-    assert stats[0].mean_latency_ms == 1000.0 and stats[1].mean_latency_ms is None
+    stats = statistics_view(report(doc), personas).agents
+    assert stats[0].mean_latency_ms == 1000.0
+    assert stats[1].mean_latency_ms is None
 
 
 # -- progress ---------------------------------------------------------------------------------------
@@ -423,12 +464,14 @@ def test_progress_tracker_follows_a_step(personas: dict[str, Persona]) -> None:
     """step_started sets everyone typing; turns mark spoken or failed; step_completed adds a note."""
     tracker = ProgressTracker(TEAM, personas, rounds_planned=3)
     view = tracker.update(_event("session_started", detail="topic"))
-    assert view.title == "Starting" and {a.status for a in view.agents} == {"waiting"}
+    assert view.title == "Starting"
+    assert {a.status for a in view.agents} == {"waiting"}
 
     view = tracker.update(
         _event("step_started", step="round-2", phase="discussion", round=2, pending=TEAM, elapsed_s=3.0)
     )
-    assert view.title == "Discussion round 2 of 3" and view.round == 2
+    assert view.title == "Discussion round 2 of 3"
+    assert view.round == 2
     assert [a.status_text for a in view.agents] == ["typing…"] * 5
     assert view.agents[0].agent.label == "📊 Analyst"
 
@@ -474,4 +517,6 @@ def test_progress_marks_agents_done_before_a_resume_as_spoken(personas: dict[str
 def test_progress_finishes_with_the_summary(personas: dict[str, Persona]) -> None:
     tracker = ProgressTracker(TEAM, personas, rounds_planned=3)
     view = tracker.update(_event("session_completed", detail="P2 wins", elapsed_s=40.0))
-    assert view.finished and view.title == "Finished" and view.summary == "P2 wins"
+    assert view.finished
+    assert view.title == "Finished"
+    assert view.summary == "P2 wins"

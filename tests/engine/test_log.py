@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engine.history import ProposalRecord, ballot_options, map_ballot
+from engine.history import ballot_options, map_ballot
+from engine.report import ProposalRecord
 
 PROPOSALS = [
     ProposalRecord(id=f"P{i}", author=a, title=f"t{i}", description="d")

@@ -291,10 +291,10 @@ def test_unanimity_fields_are_null_under_other_rules(rule: VotingRule) -> None:
         # every highest rating is a top preference: both ballots count for the winner P1
         ("rated", cast("ratings", {"P1": 5, "P2": 5}, {"P1": 4, "P2": 2}), 1.0),
         # every approved candidate is a top preference
-        ("approval", cast("approve", ["P1", "P2"], ["P1"], ["P3"]), 0.6667),
+        ("approval", cast("approve", ["P1", "P2"], ["P1"], ["P3"]), 2 / 3),
         # the first of the ranking, not the Borda score, decides the top preference
-        ("ranked", cast("ranking", ["P2", "P1", "P3"], ["P3", "P1", "P2"], ["P1", "P2", "P3"]), 0.3333),
-        ("condorcet", cast("ranking", ["P2", "P1", "P3"], ["P3", "P1", "P2"], ["P1", "P2", "P3"]), 0.3333),
+        ("ranked", cast("ranking", ["P2", "P1", "P3"], ["P3", "P1", "P2"], ["P1", "P2", "P3"]), 1 / 3),
+        ("condorcet", cast("ranking", ["P2", "P1", "P3"], ["P3", "P1", "P2"], ["P1", "P2", "P3"]), 1 / 3),
     ],
 )
 def test_consensus_is_the_share_of_ballots_whose_top_preference_won(
@@ -302,7 +302,7 @@ def test_consensus_is_the_share_of_ballots_whose_top_preference_won(
 ) -> None:
     result = tally(doc(rule, ballots))
     assert result.winner == "P1"
-    assert result.consensus == consensus
+    assert result.consensus == consensus  # exact: tally.md never rounds it
 
 
 # --- recusal ----------------------------------------------------------------------------------------

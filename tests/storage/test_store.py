@@ -19,6 +19,7 @@ from engine.events import (
     TurnCompleted,
 )
 from engine.ports import SessionStore
+from engine.report import SessionReport
 from engine.turns import DiscussionTurn, Proposal, TurnReply, Usage
 from storage import SqlStore
 
@@ -45,7 +46,54 @@ def turn(step: str, agent: str, message: str = "hello", *, fallback: bool = Fals
     return TurnCompleted(step=step, agent=agent, reply=reply(step, agent, message), fallback=fallback)
 
 
-def result(**fields: Any) -> dict[str, Any]:
+PROPOSALS = [
+    {
+        "id": "P1",
+        "author": "analyst",
+        "title": "SQLite",
+        "description": "one file",
+        "benefits": [],
+        "steps": [],
+    },
+    {
+        "id": "P2",
+        "author": "skeptic",
+        "title": "PostgreSQL",
+        "description": "a server",
+        "benefits": [],
+        "steps": [],
+    },
+]
+
+
+def tally(**fields: Any) -> dict[str, Any]:
+    """A tally in the contract's shape; the stats read only its consensus."""
+    return {
+        "rule": "ranked",
+        "winner": "P1",
+        "scores": {"P1": 1, "P2": 0},
+        "ranking": ["P1", "P2"],
+        "tied": [],
+        "tiebreak": None,
+        "valid_ballots": 2,
+        "abstentions": 0,
+        "invalid": [],
+        "consensus": 0.5,
+        "score_share": 1.0,
+        "absolute_majority": None,
+        "unanimity_reached": None,
+        "fallback": None,
+        "condorcet_winner": None,
+        **fields,
+    }
+
+
+def usage(**fields: Any) -> dict[str, Any]:
+    totals = {"llm_calls": 6, "prompt_tokens": 60, "completion_tokens": 30, "cost_usd": 0.01}
+    return {**totals, "by_agent": {}, "by_phase": {}, **fields}
+
+
+def result(**fields: Any) -> SessionReport:
     document: dict[str, Any] = {
         "session_id": "s1",
         "status": "completed",
@@ -56,14 +104,19 @@ def result(**fields: Any) -> dict[str, Any]:
         "rounds_run": 2,
         "stopped_early": False,
         "stop_reason": None,
-        "winner": {"id": "P1", "author": "analyst", "title": "SQLite", "description": "...", "benefits": []},
-        "tally": {"rule": "ranked", "winner": "P1", "consensus": 0.5},
-        "usage": {"llm_calls": 6, "prompt_tokens": 60, "completion_tokens": 30, "cost_usd": 0.01},
+        "winner": PROPOSALS[0],
+        "tally": tally(),
+        "proposals": PROPOSALS,
+        "ballots": [{"voter": "analyst", "ranking": ["P2"]}, {"voter": "skeptic", "ranking": ["P1", "P2"]}],
+        "transcript": [],
         "degraded": [],
+        "usage": usage(),
         "duration_s": 4.0,
+        "seed": 7,
+        "model": None,
     }
     document.update(fields)
-    return document
+    return SessionReport.model_validate(document)
 
 
 def every_kind() -> list[SessionEvent]:
@@ -264,15 +317,18 @@ async def test_stats_are_computed_from_completed_sessions_only(store: SqlStore) 
     documents = {
         "s1": result(),
         "s2": result(
-            winner={"id": "P2", "author": "skeptic"},
-            tally={"consensus": 1.0},
+            winner=PROPOSALS[1],
+            tally=tally(winner="P2", consensus=1.0),
             rounds_run=1,
             stopped_early=True,
-            usage={"cost_usd": 0.03},
+            usage=usage(cost_usd=0.03),
             duration_s=2.0,
         ),
         "s3": result(
-            voting_rule="approval", team=["analyst", "creative"], winner=None, tally={"consensus": 0.0}
+            voting_rule="approval",
+            team=["analyst", "creative"],
+            winner=None,
+            tally=tally(rule="approval", winner=None, consensus=0.0),
         ),
     }
     for n, (session_id, document) in enumerate(documents.items()):

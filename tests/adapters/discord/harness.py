@@ -13,7 +13,7 @@ import discord.http
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord import RoundTableClient, use_api_base
-from bot import Runtime, Settings
+from bot import Runtime, SessionReport, Settings
 from bot.chat import ChatService, Outcome, Started
 from tests.fakes.fake_discord import FakeDiscord, Recorded, limit_problems
 
@@ -81,12 +81,12 @@ class Bot:
         outcome: Outcome = await waiter
         return outcome
 
-    async def finished(self, outcome: Outcome) -> dict[str, Any]:
-        """The document of a started session, once its result is posted."""
+    async def finished(self, outcome: Outcome) -> SessionReport:
+        """The report of a started session, once its result is posted."""
         assert isinstance(outcome, Started), outcome
-        doc = await asyncio.wait_for(outcome.task, timeout=30)
-        assert doc is not None
-        return doc
+        report = await asyncio.wait_for(outcome.task, timeout=30)
+        assert report is not None
+        return report
 
 
 @contextlib.asynccontextmanager

@@ -33,7 +33,7 @@ async def test_prefix_command_posts_status_edits_it_and_posts_the_result(
             )
         )
         assert isinstance(outcome, Started)
-        doc = await bot.finished(outcome)
+        report = await bot.finished(outcome)
 
     sends = [r for r in fake.calls(ROUTE_SEND) if r.params["channel_id"] == world.channel["id"]]
     status, result = sends[0], sends[1]
@@ -53,13 +53,14 @@ async def test_prefix_command_posts_status_edits_it_and_posts_the_result(
     embed = result.body["embeds"][0]
     assert embed["image"]["url"] == f"attachment://{CHART_FILENAME}"
     assert result.body["attachments"][0]["filename"] == CHART_FILENAME
-    assert doc["winner"]["title"] in embed["title"]
+    assert report.winner is not None
+    assert report.winner.title in embed["title"]
     assert "Should we move to Postgres?" in embed["description"]
-    assert f"session {doc['session_id']}" in embed["footer"]["text"]
+    assert f"session {report.session_id}" in embed["footer"]["text"]
     names = [f["name"] for f in embed["fields"]]
     assert names[0].startswith("Proposal by")
     assert any(n.startswith("Votes · ") for n in names)
-    assert custom_ids(result.body) == [button_id(action, doc["session_id"]) for action in ACTIONS]
+    assert custom_ids(result.body) == [button_id(action, report.session_id) for action in ACTIONS]
     labels = [b["label"] for b in result.body["components"][0]["components"]]
     assert labels == [ACTION_LABELS[action] for action in ACTIONS]
     assert assert_within_limits(fake) >= 4
@@ -78,8 +79,8 @@ async def test_mention_with_a_dilemma_starts_a_session_on_the_text_without_the_m
                 mentions=(world.bot,),
             )
         )
-        doc = await bot.finished(outcome)
-    assert doc["topic"] == "pros and cons of a four-day week?"
+        report = await bot.finished(outcome)
+    assert report.topic == "pros and cons of a four-day week?"
     assert assert_within_limits(fake) >= 3
 
 
@@ -91,8 +92,8 @@ async def test_a_dilemma_in_a_trigger_channel_starts_a_session_without_a_mention
         outcome = await bot.outcome_of(
             fake.send_message(world.other_channel["id"], world.alice, "pros and cons of a standing desk?")
         )
-        doc = await bot.finished(outcome)
-    assert doc["topic"] == "pros and cons of a standing desk?"
+        report = await bot.finished(outcome)
+    assert report.topic == "pros and cons of a standing desk?"
 
 
 async def test_a_message_without_command_or_mention_is_ignored(

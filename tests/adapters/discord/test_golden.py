@@ -95,8 +95,8 @@ async def test_payloads_of_a_fixed_session_match_the_golden_files(
         )
         outcome = await bot.service.start(request, origin, presenter)
         assert isinstance(outcome, Started)
-        doc = await bot.finished(outcome)
-        session_id = doc["session_id"]
+        report = await bot.finished(outcome)
+        session_id = report.session_id
         result = next(
             r for r in fake.calls(ROUTE_SEND) if button_id("discussion", session_id) in custom_ids(r.body)
         )

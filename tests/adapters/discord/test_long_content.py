@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bot import Settings
+from bot import SessionReport, Settings
 from bot.chat import button_id
 from tests.adapters.discord.harness import (
     ROUTE_EDIT_ORIGINAL,
@@ -88,13 +88,13 @@ async def test_half_failing_model_still_posts_the_result_with_the_degraded_notic
         outcome = await bot.outcome_of(
             fake.send_message(world.channel["id"], world.alice, "!roundtable Buy or rent the office?")
         )
-        doc = await bot.finished(outcome)
-    assert doc["degraded"], "half the model calls failed"
-    payloads = result_payloads(fake, doc["session_id"])
+        report = await bot.finished(outcome)
+    assert report.degraded, "half the model calls failed"
+    payloads = result_payloads(fake, report.session_id)
     notice = section_text(payloads, "⚠️ Degraded")
     assert notice.startswith("This session is degraded:")
-    failed_turns = [d for d in doc["degraded"] if d.get("agent")]
-    assert notice.count("•") == len(doc["degraded"])
+    failed_turns = [d for d in report.degraded if d.agent]
+    assert notice.count("•") == len(report.degraded)
     assert failed_turns
     assert assert_within_limits(fake) >= 3
 
@@ -113,23 +113,25 @@ async def test_a_4000_character_topic_is_shown_whole(
         outcome = await bot.outcome_of(
             fake.slash(world.channel["id"], world.alice, "roundtable", {"topic": topic})
         )
-        doc = await bot.finished(outcome)
-    payloads = result_payloads(fake, doc["session_id"])
+        report = await bot.finished(outcome)
+    payloads = result_payloads(fake, report.session_id)
     first = payloads[0]["embeds"][0]
-    assert doc["topic"] == topic
+    assert report.topic == topic
     assert first["description"] == f"**Question:** {topic}"
     # what did not fit beside the topic moved on, whole, to a further message
     assert len(payloads) >= 2
-    assert words(section_text(payloads, f"Proposal by {doc_author(doc)}")) == words(
-        doc["winner"]["description"]
+    assert report.winner is not None
+    assert words(section_text(payloads, f"Proposal by {winner_author(report)}")) == words(
+        report.winner.description
     )
     assert assert_within_limits(fake) >= 4
 
 
-def doc_author(doc: dict[str, Any]) -> str:
+def winner_author(report: SessionReport) -> str:
     from personas import load_personas
 
-    persona = load_personas(None)[doc["winner"]["author"]]
+    assert report.winner is not None
+    persona = load_personas(None)[report.winner.author]
     return f"{persona.emoji} {persona.name}"
 
 
@@ -170,29 +172,30 @@ async def test_six_long_proposals_are_split_and_paginated_without_losing_a_word(
                 world.channel["id"], world.alice, "!roundtable Which plan do we follow? --team full"
             )
         )
-        doc = await bot.finished(outcome)
-        session_id = doc["session_id"]
-        assert len(doc["proposals"]) == 6
+        report = await bot.finished(outcome)
+        session_id = report.session_id
+        assert len(report.proposals) == 6
         payloads = result_payloads(fake, session_id)
         result = next(r for r in fake.calls(ROUTE_SEND) if r.body is payloads[0])
         pages = await all_pages(fake, world, result, "proposals", session_id)
 
-    winner = doc["winner"]
-    assert words(section_text(payloads, f"Proposal by {doc_author(doc)}")) == words(winner["description"])
-    assert words(section_text(payloads, "Benefits")) == words(" ".join(f"• {b}" for b in winner["benefits"]))
-    steps = " ".join(f"{i}. {s}" for i, s in enumerate(winner["steps"], 1))
+    winner = report.winner
+    assert winner is not None
+    assert words(section_text(payloads, f"Proposal by {winner_author(report)}")) == words(winner.description)
+    assert words(section_text(payloads, "Benefits")) == words(" ".join(f"• {b}" for b in winner.benefits))
+    steps = " ".join(f"{i}. {s}" for i, s in enumerate(winner.steps, 1))
     assert words(section_text(payloads, "Steps")) == words(steps)
-    votes = section_text(payloads, f"Votes · {doc['voting_rule']}")
-    assert all(p["title"] in votes for p in doc["proposals"])
+    votes = section_text(payloads, f"Votes · {report.voting_rule}")
+    assert all(p.title in votes for p in report.proposals)
     names = field_names(payloads)
     assert "Proposal by" in names[0]
     assert sum(name.endswith("(continued)") for name in names) >= 2, "long sections were split"
 
     assert len(pages) >= 6
     text = words(" ".join(pages))
-    for proposal in doc["proposals"]:
-        assert words(proposal["description"]) in text
-        for benefit in proposal["benefits"]:
+    for proposal in report.proposals:
+        assert words(proposal.description) in text
+        for benefit in proposal.benefits:
             assert words(benefit) in text
     for body in pages:  # a page ends where a sentence, line or word ends
         assert body == body.strip()

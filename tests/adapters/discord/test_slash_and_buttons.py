@@ -63,7 +63,7 @@ async def test_slash_command_defers_privately_and_runs_with_its_options(
             "team": "compact",
         }
         outcome = await bot.outcome_of(fake.slash(world.channel["id"], world.alice, "roundtable", options))
-        doc = await bot.finished(outcome)
+        report = await bot.finished(outcome)
     [callback] = fake.calls(ROUTE_CALLBACK)
     assert callback.body["type"] == 5  # thinking, private
     assert callback.body["data"]["flags"] & EPHEMERAL
@@ -71,9 +71,9 @@ async def test_slash_command_defers_privately_and_runs_with_its_options(
     assert isinstance(outcome, Started)
     assert followup.body["content"].startswith(f"Started RoundTable session `{outcome.session_id}`")
     assert followup.body["flags"] & EPHEMERAL
-    assert (doc["topic"], doc["voting_rule"], doc["rounds_planned"]) == (options["topic"], "ranked", 1)
-    assert doc["team"] == list(TEAMS["compact"])
-    result = result_message(fake, doc["session_id"])
+    assert (report.topic, report.voting_rule, report.rounds_planned) == (options["topic"], "ranked", 1)
+    assert report.team == list(TEAMS["compact"])
+    result = result_message(fake, report.session_id)
     assert result.params["channel_id"] == world.channel["id"]
     assert assert_within_limits(fake) >= 4
 
@@ -103,8 +103,8 @@ async def test_buttons_work_on_a_new_client_after_a_restart(
         outcome = await first.outcome_of(
             fake.send_message(world.channel["id"], world.alice, "!roundtable Rust or Go? --rounds 2")
         )
-        doc = await first.finished(outcome)
-    session_id = doc["session_id"]
+        report = await first.finished(outcome)
+    session_id = report.session_id
     result = result_message(fake, session_id)
 
     async with running_bot(settings, fake) as second:
@@ -116,7 +116,7 @@ async def test_buttons_work_on_a_new_client_after_a_restart(
         assert callback.body == {"type": 5, "data": {"flags": EPHEMERAL}}
         embed = page.body["embeds"][0]
         assert embed["title"].startswith("💬 Discussion (1/")
-        first_turn = doc["transcript"][0]["content"].strip()
+        first_turn = report.transcript[0].content.strip()
         assert first_turn.split()[0] in embed["description"]
         assert page.body["flags"] & EPHEMERAL
 
@@ -124,7 +124,7 @@ async def test_buttons_work_on_a_new_client_after_a_restart(
         await fake.click(result.response["id"], button_id("stats", session_id), world.bob)
         stats = await fake.wait_for(lambda r: r.route == ROUTE_FOLLOWUP, since=mark)
         names = [f["name"] for f in stats.body["embeds"][0]["fields"]]
-        assert len(names) == len(doc["team"])
+        assert len(names) == len(report.team)
         assert stats.body["embeds"][0]["title"] == "📊 Statistics"
     assert assert_within_limits(fake) >= 6
 
@@ -148,8 +148,8 @@ async def test_page_buttons_turn_the_private_page_in_place(
                 world.channel["id"], world.alice, "!roundtable Monorepo or many repos? --rounds 3"
             )
         )
-        doc = await bot.finished(outcome)
-        session_id = doc["session_id"]
+        report = await bot.finished(outcome)
+        session_id = report.session_id
         result = result_message(fake, session_id)
         mark = len(fake.requests)
         await fake.click(result.response["id"], button_id("discussion", session_id), world.bob)
@@ -169,7 +169,7 @@ async def test_page_buttons_turn_the_private_page_in_place(
             bodies.append(edit.body["embeds"][0]["description"])
         assert custom_ids(fake.messages[message_id]) == [button_id("discussion", session_id, total - 2)]
     text = "\n".join(bodies)
-    assert text.count(long_turn) == len(doc["transcript"]), "every turn is on a page, whole"
+    assert text.count(long_turn) == len(report.transcript), "every turn is on a page, whole"
     assert assert_within_limits(fake) >= total + 3
 
 
@@ -199,9 +199,9 @@ async def test_a_session_cut_by_a_restart_resumes_and_posts_where_it_came_from(
     fake_llm.set(latency_s=0.0)
     async with running_bot(settings, fake) as second:
         task = second.client.sessions[outcome.session_id]
-        doc = await asyncio.wait_for(task, timeout=30)
-    assert doc is not None
-    assert doc["status"] == "completed"
+        report = await asyncio.wait_for(task, timeout=30)
+    assert report is not None
+    assert report.status == "completed"
     result = result_message(fake, outcome.session_id)
     assert result.params["channel_id"] == world.other_channel["id"]
     assert str(result.body["message_reference"]["message_id"]) == trigger["id"]
@@ -220,14 +220,14 @@ async def test_thread_per_session_opens_from_the_command_and_posts_inside(
                 await fake.send_message(world.channel["id"], world.alice, "!roundtable Cats or dogs?")
             )
 
-        doc = await bot.finished(await bot.outcome_of(post()))
+        report = await bot.finished(await bot.outcome_of(post()))
     [thread] = fake.calls(ROUTE_THREAD_FROM_MESSAGE)
     assert thread.params["message_id"] == trigger["id"]
     assert thread.body["name"] == "!roundtable Cats or dogs?"
     thread_id = thread.response["id"]
     status = fake.calls(ROUTE_SEND)[0]
     assert status.params["channel_id"] == thread_id
-    assert result_message(fake, doc["session_id"]).params["channel_id"] == thread_id
+    assert result_message(fake, report.session_id).params["channel_id"] == thread_id
     assert {e.params["channel_id"] for e in fake.calls(ROUTE_EDIT)} == {thread_id}
 
 
@@ -239,13 +239,13 @@ async def test_thread_per_session_from_a_slash_command_opens_on_the_status_messa
         outcome = await bot.outcome_of(
             fake.slash(world.channel["id"], world.alice, "roundtable", {"topic": "Cats or dogs?"})
         )
-        doc = await bot.finished(outcome)
+        report = await bot.finished(outcome)
     status = fake.calls(ROUTE_SEND)[0]
     assert status.params["channel_id"] == world.channel["id"]
     [thread] = fake.calls(ROUTE_THREAD_FROM_MESSAGE)
     assert thread.params["message_id"] == status.response["id"]
     assert thread.body["name"] == "Cats or dogs?"
-    assert result_message(fake, doc["session_id"]).params["channel_id"] == thread.response["id"]
+    assert result_message(fake, report.session_id).params["channel_id"] == thread.response["id"]
 
 
 async def test_rate_limited_edits_are_retried_by_discord_py(
@@ -258,8 +258,8 @@ async def test_rate_limited_edits_are_retried_by_discord_py(
         outcome = await bot.outcome_of(
             fake.send_message(world.channel["id"], world.alice, "!roundtable Red or blue?")
         )
-        doc = await bot.finished(outcome)
+        report = await bot.finished(outcome)
     statuses = [r.status for r in fake.calls(ROUTE_EDIT)]
     assert statuses[0] == 429
     assert statuses[1] == 200
-    assert result_message(fake, doc["session_id"])
+    assert result_message(fake, report.session_id)

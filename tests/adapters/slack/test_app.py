@@ -329,8 +329,8 @@ async def test_six_long_proposals_are_paginated_without_cutting_a_word(
     await bot.message("!roundtable Which plan? --team full")
     result = next(c for c in await bot.wait_result() if is_result(c))
     session_id = session_of(result)
-    doc = (await bot.service.result(session_id)).doc
-    assert len(doc["proposals"]) == 6
+    report = (await bot.service.result(session_id)).report
+    assert len(report.proposals) == 6
 
     # Walk the pages with Next, as a user would, replacing the ephemeral page each time.
     pages: list[Call] = []
@@ -353,9 +353,9 @@ async def test_six_long_proposals_are_paginated_without_cutting_a_word(
 
     shown = " ".join(" ".join(section_texts(p)) for p in pages)
     flat = " ".join(shown.split())
-    for proposal in doc["proposals"]:
-        assert " ".join(proposal["description"].split()) in flat  # whole, and no word cut in two
-        for benefit in proposal["benefits"]:
+    for proposal in report.proposals:
+        assert " ".join(proposal.description.split()) in flat  # whole, and no word cut in two
+        for benefit in proposal.benefits:
             assert benefit in flat
     for call in bot.fake.messages():
         assert block_kit_violations(call.args) == [], call.method

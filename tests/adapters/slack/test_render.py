@@ -33,6 +33,7 @@ from adapters.slack.render import (
     result_messages,
     statistics_pages,
 )
+from bot import SessionReport
 from bot.chat import ACTIONS, button_id
 from bot.views import (
     AgentProgress,
@@ -67,6 +68,25 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
+TALLY: dict[str, Any] = {
+    "rule": "rated",
+    "winner": "P2",
+    "scores": {"P1": 3, "P2": 6, "P3": 1},
+    "ranking": ["P2", "P1", "P3"],
+    "tied": [],
+    "tiebreak": None,
+    "valid_ballots": 3,
+    "abstentions": 0,
+    "invalid": [],
+    "consensus": 0.6,
+    "score_share": 0.6,
+    "absolute_majority": None,
+    "unanimity_reached": None,
+    "fallback": None,
+    "condorcet_winner": None,
+}
+
+
 def doc(**overrides: Any) -> dict[str, Any]:
     proposals = [
         {
@@ -90,22 +110,23 @@ def doc(**overrides: Any) -> dict[str, Any]:
         "stopped_early": False,
         "stop_reason": None,
         "winner": proposals[1],
-        "tally": {
-            "rule": "rated",
-            "winner": "P2",
-            "scores": {"P1": 3, "P2": 6, "P3": 1},
-            "ranking": ["P2", "P1", "P3"],
-            "consensus": 0.6,
-        },
+        "tally": TALLY,
         "proposals": proposals,
         "ballots": [],
         "transcript": [{"round": 1, "agent": "analyst", "content": "Hello", "fallback": False}],
         "degraded": [],
         "usage": {"llm_calls": 9, "prompt_tokens": 100, "completion_tokens": 20, "cost_usd": 0.0},
         "duration_s": 1.5,
+        "seed": 0,
+        "model": None,
     }
     base.update(overrides)
     return base
+
+
+def report(**overrides: Any) -> SessionReport:
+    """`doc` as the engine hands it to the views."""
+    return SessionReport.model_validate(doc(**overrides))
 
 
 # --- building blocks ---------------------------------------------------------------------------
@@ -179,7 +200,7 @@ def test_more_than_fifty_blocks_become_several_messages_and_actions_keep_their_n
 
 
 def test_the_result_has_a_header_question_votes_and_the_three_buttons() -> None:
-    [message] = result_messages(build_result_view(doc(), PERSONAS))
+    [message] = result_messages(build_result_view(report(), PERSONAS))
     valid(message)
     assert message.text == "RoundTable decision: Plan 2"
     assert message.blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "🏆 Plan 2"}}
@@ -190,10 +211,10 @@ def test_the_result_has_a_header_question_votes_and_the_three_buttons() -> None:
 
 def test_a_result_with_no_decision_says_why() -> None:
     view = build_result_view(
-        doc(
+        report(
             winner=None,
-            tally={"rule": "rated", "winner": None},
-            degraded=[{"step": "votes", "reason": "no ballots"}],
+            tally={**TALLY, "winner": None},
+            degraded=[{"agent": None, "step": "votes", "reason": "no ballots"}],
         ),
         PERSONAS,
     )
@@ -216,7 +237,7 @@ def test_a_huge_result_is_split_into_valid_messages_with_every_word_shown() -> N
         "description": "x & y < z " * 500,
     }
     proposals = [doc()["proposals"][0], winner, doc()["proposals"][2]]
-    view = build_result_view(doc(topic=topic, winner=winner, proposals=proposals), PERSONAS)
+    view = build_result_view(report(topic=topic, winner=winner, proposals=proposals), PERSONAS)
     messages = result_messages(view)
     for message in messages:
         valid(message)
@@ -230,7 +251,7 @@ def test_a_huge_result_is_split_into_valid_messages_with_every_word_shown() -> N
 
 def test_the_degraded_notice_lists_every_failed_turn() -> None:
     degraded = [{"agent": "skeptic", "step": f"round-{i}", "reason": "timeout"} for i in range(1, 4)]
-    [message] = result_messages(build_result_view(doc(degraded=degraded), PERSONAS))
+    [message] = result_messages(build_result_view(report(degraded=degraded), PERSONAS))
     valid(message)
     shown = shown_text([message])
     assert "⚠️ This session is degraded: 3 agent turns failed and fell back" in shown

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bus import AgentMessage, BusMetrics, Mailbox, NatsBus
-from tests.helpers import delete_nats_prefix, metric, notification, roundtable_bus, scrape
+from tests.helpers import delete_nats_prefix, metric, notification, roundtable, scrape
 
 
 async def test_bus_stats_find_and_replay_since_on_nats(
@@ -41,7 +41,7 @@ async def test_bus_stats_find_and_replay_since_on_nats(
 
         stats, acked, found, waiting, since = await asyncio.gather(
             *(
-                asyncio.to_thread(roundtable_bus, *args, env=env)
+                asyncio.to_thread(roundtable, "bus", *args, env=env)
                 for args in (
                     ("stats", "--json"),
                     ("find", messages[0].message_id, "--json"),

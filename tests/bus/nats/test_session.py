@@ -37,18 +37,18 @@ async def test_a_session_runs_unchanged_over_nats(tmp_path: Path, fake_llm: Fake
                 topic="Should we adopt a four-day week?", rounds=2, voting="condorcet", early_stop=False
             )
         )
-        doc = await runner.run(session_id, config)
+        report = await runner.run(session_id, config)
         assert runtime.bus_description == f"nats jetstream at {nats_url}"
     finally:
         await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["degraded"] == []
-    assert doc["rounds_run"] == 2
-    assert len(doc["transcript"]) == 10
-    assert len(doc["proposals"]) == 5
-    assert doc["winner"] is not None
+    assert report.status == "completed"
+    assert report.degraded == []
+    assert report.rounds_run == 2
+    assert len(report.transcript) == 10
+    assert len(report.proposals) == 5
+    assert report.winner is not None
     # 5 agents x (2 rounds + proposal + vote), each asked once: no turn was delivered twice.
-    assert doc["usage"]["llm_calls"] == 20 == fake_llm.request_count
+    assert report.usage.llm_calls == 20 == fake_llm.request_count
 
 
 async def test_the_bus_url_alias_chooses_nats(
@@ -88,10 +88,10 @@ async def test_nats_going_away_is_a_clear_error_and_the_session_resumes(
         server.start()
         runtime = await Runtime.open(config_for)
         try:
-            doc = await SessionRunner(runtime).resume(session_id)
+            report = await SessionRunner(runtime).resume(session_id)
         finally:
             await runtime.close()
     finally:
         server.kill()
-    assert doc["status"] == "completed"
-    assert doc["rounds_run"] == 3
+    assert report.status == "completed"
+    assert report.rounds_run == 3
