@@ -1,9 +1,13 @@
-"""Whole deliberations through the real stack: engine, Redis bus, SQLite, LiteLLM to the fake LLM."""
+"""Whole deliberations through the real stack: engine, Redis bus, SQLite, LiteLLM to the fake LLM.
+
+The engine's own behaviour (early stop, repair and fallback, budget, deadline, resume at each step,
+recusal, ties) is tested at its ports in tests/engine/test_deliberation.py. Here: a happy path, a
+degraded one, resumes, and what only the whole runtime does (bus choice, retally, stats, bad requests).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +15,6 @@ import pytest
 
 from bot import BadRequest, Runtime, SessionRequest, SessionRunner, Settings
 from engine.errors import BusUnavailable, RuleMismatch
-from engine.voting import TallyInput, TallyResult, tally
-from tests.bot.conftest import agent_of, discussion, is_repair, schema_of
 from tests.fakes.fake_llm import FakeLLM
 from tests.servers import RedisProcess
 
@@ -35,20 +37,6 @@ CONTRACT_KEYS = {
     "usage",
     "duration_s",
 }
-
-
-def recount(doc: dict[str, Any], ballots: list[dict[str, Any]]) -> TallyResult:
-    """The session's proposals counted again, independently, over the given ballots."""
-    return tally(
-        TallyInput(
-            rule=doc["voting_rule"],
-            candidates=[p["id"] for p in doc["proposals"]],
-            authors={p["id"]: p["author"] for p in doc["proposals"]},
-            recusal=True,
-            seed=doc["seed"],
-            ballots=ballots,
-        )
-    )
 
 
 async def run(runner: SessionRunner, **fields: Any) -> dict[str, Any]:
@@ -90,145 +78,12 @@ async def test_a_session_runs_unchanged_over_the_in_memory_bus(
     assert doc["usage"]["llm_calls"] == 20 == fake_llm.request_count
 
 
-async def test_the_live_tally_equals_a_recount_of_the_stored_ballots(runner: SessionRunner) -> None:
-    doc = await run(runner, rounds=1, voting="ranked")
-    assert recount(doc, doc["ballots"]).model_dump(mode="json") == doc["tally"]
-
-
-async def test_nobody_votes_for_their_own_proposal(runner: SessionRunner) -> None:
-    doc = await run(runner, rounds=1, voting="approval")
-    authors = {p["id"]: p["author"] for p in doc["proposals"]}
-    for ballot in doc["ballots"]:
-        assert all(authors[pid] != ballot["voter"] for pid in ballot.get("approve", []))
-
-
-async def test_early_stop_when_a_quorum_is_ready(runner: SessionRunner, fake_llm: FakeLLM) -> None:
-    def ready(body: dict[str, Any]) -> str | None:
-        if schema_of(body) == "discussion_turn":
-            return discussion("I have heard enough.", f"{agent_of(body)} favours a pilot", True)
-        return None
-
-    fake_llm.set(responder=ready)
-    doc = await run(runner, rounds=4)
-    assert doc["rounds_run"] == 1
-    assert doc["stopped_early"] is True
-    assert doc["stop_reason"] == "quorum ready: 5 of 5 agents were ready to propose"
-
-
-async def test_no_early_stop_runs_every_round(runner: SessionRunner, fake_llm: FakeLLM) -> None:
-    fake_llm.set(
-        responder=lambda b: discussion("ok", "same", True) if schema_of(b) == "discussion_turn" else None
-    )
-    doc = await run(runner, rounds=3, early_stop=False)
-    assert doc["rounds_run"] == 3 and not doc["stopped_early"]
-
-
-async def test_disagreeing_words_do_not_stop_the_discussion(runner: SessionRunner, fake_llm: FakeLLM) -> None:
-    def disagree(body: dict[str, Any]) -> str | None:
-        if schema_of(body) == "discussion_turn":
-            n = sum(1 for m in body["messages"] if "round" in m["content"].lower())
-            return discussion(
-                "I don't agree. We agree on nothing.", f"{agent_of(body)} view {n} {id(body)}", False
-            )
-        return None
-
-    fake_llm.set(responder=disagree)
-    doc = await run(runner, rounds=3)
-    assert doc["rounds_run"] == 3
-
-
-async def test_malformed_output_is_repaired_once(runner: SessionRunner, fake_llm: FakeLLM) -> None:
-    def skeptic_garbles_first(body: dict[str, Any]) -> str | None:
-        if agent_of(body) == "skeptic" and not is_repair(body):
-            return "Sure! Here is what I think, no JSON today."
-        return None
-
-    fake_llm.set(responder=skeptic_garbles_first)
-    doc = await run(runner, rounds=1, early_stop=False)
-    assert doc["degraded"] == []
-    assert doc["usage"]["by_agent"]["skeptic"]["llm_calls"] == 6  # 3 turns, each repaired once
-    assert doc["usage"]["llm_calls"] == fake_llm.request_count == 18
-
-
-async def test_output_still_invalid_after_repair_becomes_a_marked_fallback(
-    runner: SessionRunner, fake_llm: FakeLLM
-) -> None:
-    fake_llm.set(responder=lambda b: "not json at all" if agent_of(b) == "skeptic" else None)
-    doc = await run(runner, rounds=1, voting="majority")
-    steps = {(d["agent"], d["step"]) for d in doc["degraded"]}
-    assert {("skeptic", "round-1"), ("skeptic", "proposals"), ("skeptic", "votes")} <= steps
-    assert [t["fallback"] for t in doc["transcript"] if t["agent"] == "skeptic"] == [True]
-    assert all(p["author"] != "skeptic" for p in doc["proposals"])
-    assert {"voter": "skeptic", "reason": "missing field 'choice'"} in doc["tally"]["invalid"]
-    assert doc["winner"] is not None
-
-
-async def test_a_ballot_naming_unknown_proposals_is_an_abstention_never_a_vote(
-    runner: SessionRunner, fake_llm: FakeLLM
-) -> None:
-    fake_llm.set(
-        responder=lambda b: (
-            json.dumps({"ranking": ["Z", "Y"], "reason": "x"})
-            if agent_of(b) == "analyst" and schema_of(b) == "ballot"
-            else None
-        )
-    )
-    doc = await run(runner, rounds=1, voting="ranked")
-    invalid = {i["voter"]: i["reason"] for i in doc["tally"]["invalid"]}
-    assert invalid["analyst"] == "unknown candidate 'Z'"
-    assert doc["tally"]["valid_ballots"] == 4
-    without = recount(doc, [b for b in doc["ballots"] if b["voter"] != "analyst"])
-    assert without.scores == doc["tally"]["scores"]
-
-
-async def test_a_stalled_llm_times_out_into_a_degraded_completed_session(
-    settings_for: Callable[..., Settings], fake_llm: FakeLLM
-) -> None:
-    fake_llm.set(stall=True)
-    runtime = await Runtime.open(settings_for(turn_timeout_s=1.0))
-    try:
-        doc = await run(SessionRunner(runtime), rounds=1, voting="rated")
-    finally:
-        await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["winner"] is None
-    assert all(d["reason"].startswith("timeout") for d in doc["degraded"] if d["agent"])
-    assert any(d["step"] == "proposals" and d["agent"] is None for d in doc["degraded"])
-
-
 async def test_a_failing_provider_degrades_but_completes(runner: SessionRunner, fake_llm: FakeLLM) -> None:
     fake_llm.set(error_rate=0.5, seed=3)
     doc = await run(runner, rounds=2, voting="approval")
     assert doc["status"] == "completed"
     assert doc["degraded"], "half the calls failed, so some turns must be marked"
     assert all("model error" in d["reason"] for d in doc["degraded"] if d["agent"])
-
-
-async def test_the_budget_announces_the_last_round(
-    settings_for: Callable[..., Settings], fake_llm: FakeLLM
-) -> None:
-    runtime = await Runtime.open(settings_for(budget_tokens=4000))
-    try:
-        doc = await run(SessionRunner(runtime), rounds=5, early_stop=False)
-    finally:
-        await runtime.close()
-    assert doc["rounds_run"] < 5
-    assert doc["stopped_early"]
-    assert doc["stop_reason"].startswith("budget")
-
-
-async def test_the_session_deadline_ends_the_discussion(
-    settings_for: Callable[..., Settings], fake_llm: FakeLLM
-) -> None:
-    fake_llm.set(latency_s=0.4)
-    runtime = await Runtime.open(settings_for(session_deadline_s=2.0))
-    try:
-        doc = await run(SessionRunner(runtime), rounds=5, early_stop=False)
-    finally:
-        await runtime.close()
-    assert doc["status"] == "completed"
-    assert doc["rounds_run"] < 5
-    assert doc["stop_reason"].startswith("time")
 
 
 async def test_a_resumed_session_never_asks_for_a_completed_turn_again(
