@@ -29,6 +29,8 @@ from bus.addressing import inbox_key
 from tests.fakes.fake_llm import FakeLLM
 from tests.servers import RedisProcess, free_port
 
+pytestmark = pytest.mark.server  # every test runs the CLI as a process, on a redis-server
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -16,6 +16,8 @@ import pytest
 from tests.fakes.fake_llm import FakeLLM
 from tests.servers import RedisProcess
 
+pytestmark = pytest.mark.server  # every test runs the CLI as a process
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_INPUT = {
     "rule": "ranked",

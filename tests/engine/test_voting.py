@@ -627,6 +627,7 @@ def test_candidate_order_in_the_document_never_decides_a_draw() -> None:
         assert forward.winner == backward.winner
 
 
+@pytest.mark.server  # starts a Python process
 def test_seeded_draw_is_the_same_in_another_process() -> None:
     """The draw does not depend on hash randomization: a fresh process with another hash seed agrees."""
     line = FOUR_WAY.model_copy(update={"seed": 7}).model_dump_json()

@@ -281,6 +281,7 @@ async def test_a_table_survives_concurrent_writers(nats_bus: NatsBus, new_stream
 # --- failures ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.server  # starts its own nats-server
 async def test_nats_that_went_away_raises_bus_unavailable_and_the_bus_recovers(tmp_path: Path) -> None:
     server = NatsProcess(tmp_path / "nats").start()
     bus = NatsBus(server.url)
@@ -303,6 +304,7 @@ async def test_nats_that_went_away_raises_bus_unavailable_and_the_bus_recovers(t
         server.kill()
 
 
+@pytest.mark.server  # starts its own nats-server
 async def test_a_server_without_jetstream_is_named(tmp_path: Path) -> None:
     server = NatsProcess(tmp_path / "nats", jetstream=False).start()
     bus = NatsBus(server.url)
@@ -321,6 +323,7 @@ async def test_nobody_listening_is_bus_unavailable() -> None:
     await bus.close()
 
 
+@pytest.mark.server  # starts its own nats-server
 async def test_a_server_that_lost_its_store_is_made_whole_by_the_next_calls(tmp_path: Path) -> None:
     """With memory storage a restart loses streams, groups and buckets; the bus makes them again."""
     server = NatsProcess(tmp_path / "nats").start()
