@@ -47,6 +47,9 @@ def env_for(workspace: str, redis: RedisProcess, data_dir: Path) -> dict[str, st
         "ROUNDTABLE_DATA_DIR": str(data_dir),
         "REDIS_URL": redis.url,
         "ROUNDTABLE_WORKSPACE": workspace,
+        # Wide enough that no table cell wraps: pytest-xdist workers run with COLUMNS=80 in their
+        # environment, which the CLI would otherwise honour.
+        "COLUMNS": "240",
     }
 
 
