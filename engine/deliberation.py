@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.budget import budget_state
@@ -44,20 +44,23 @@ class Deliberation:
         store: SessionStore,
         progress: ProgressSink | None = None,
         metadata: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` gives monotonic seconds for the session deadline; tests pass a `ManualClock`."""
         self.session_id = session_id
         self.config = config
         self._agents = agents
         self._store = store
         self._progress = progress
         self._metadata = metadata or {}
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
         self._deadline = self._started + config.limits.session_deadline_s
         self._log = SessionLog([])
 
     async def run(self) -> SessionReport:
         """Run every step not yet in the log, and return the session's report."""
-        self._started = time.monotonic()
+        self._started = self._clock()
         self._log = SessionLog(await self._store.load_events(self.session_id))
         if self._log.started is None:
             await self._record(
@@ -251,7 +254,7 @@ class Deliberation:
 
     async def _ask(self, request: TurnRequest, labels: dict[str, str] | None) -> TurnCompleted:
         """One turn, or its fallback. Transport failures (`BusUnavailable`) propagate."""
-        timeout = min(self.config.limits.turn_timeout_s, self._deadline - time.monotonic())
+        timeout = min(self.config.limits.turn_timeout_s, self._deadline - self._clock())
         base = {"step": request.step, "agent": request.agent}
         empty = TurnReply(
             session_id=self.session_id, step=request.step, agent=request.agent, phase=request.phase
@@ -273,8 +276,9 @@ class Deliberation:
                 **base, reply=empty, fallback=True, reason=str(exc), ballot={} if labels is not None else None
             )
         ballot = map_ballot(reply.ballot, labels) if labels is not None else None
-        if reply.error:
-            return TurnCompleted(**base, reply=reply, fallback=True, reason=reply.error, ballot=ballot)
+        problem = reply.error or _missing_payload(reply, request.phase)
+        if problem:
+            return TurnCompleted(**base, reply=reply, fallback=True, reason=problem, ballot=ballot)
         return TurnCompleted(**base, reply=reply, ballot=ballot)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -284,7 +288,7 @@ class Deliberation:
         self._log.add(event)
 
     def _elapsed(self) -> float:
-        return time.monotonic() - self._started
+        return self._clock() - self._started
 
     def _emit(self, kind: Any, **fields: Any) -> None:
         if self._progress is None:
@@ -295,6 +299,18 @@ class Deliberation:
             )
         except Exception:  # a broken display must never break a session
             log.exception("roundtable.progress_failed")
+
+
+def _missing_payload(reply: TurnReply, phase: Phase) -> str | None:
+    """Why a reply without an error still cannot count: it carries nothing for the phase asked.
+
+    Agents from outside can join the bus, so a well-formed reply is not proof of a well-behaved agent.
+    """
+    payload = {"discussion": reply.discussion, "proposal": reply.proposal, "vote": reply.ballot}[phase]
+    if payload is not None:
+        return None
+    wanted = {"discussion": "discussion turn", "proposal": "proposal", "vote": "ballot"}[phase]
+    return f"invalid reply: no {wanted} in it"
 
 
 def _gist(reply: TurnReply) -> str:

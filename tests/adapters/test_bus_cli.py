@@ -30,6 +30,8 @@ from tests.fakes.fake_llm import FakeLLM
 from tests.helpers import roundtable as run_cli
 from tests.servers import RedisProcess, free_port
 
+pytestmark = pytest.mark.server  # every test runs the CLI as a process, on a redis-server
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,6 +48,9 @@ def env_for(workspace: str, redis: RedisProcess, data_dir: Path) -> dict[str, st
         "ROUNDTABLE_DATA_DIR": str(data_dir),
         "REDIS_URL": redis.url,
         "ROUNDTABLE_WORKSPACE": workspace,
+        # Wide enough that no table cell wraps: pytest-xdist workers run with COLUMNS=80 in their
+        # environment, which the CLI would otherwise honour.
+        "COLUMNS": "240",
     }
 
 

@@ -17,6 +17,8 @@ from tests.fakes.fake_llm import FakeLLM
 from tests.helpers import roundtable
 from tests.servers import RedisProcess
 
+pytestmark = pytest.mark.server  # every test runs the CLI as a process
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_INPUT = {
     "rule": "ranked",

@@ -588,6 +588,7 @@ def own_redis(tmp_path: Path) -> PrivateRedis:
     return PrivateRedis(tmp_path)
 
 
+@pytest.mark.server  # starts its own redis-server
 async def test_redis_that_went_away_raises_bus_unavailable(own_redis: PrivateRedis) -> None:
     own_redis.start()
     bus = RedisBus(own_redis.url)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import uuid
 
+import pytest
+
 from bus import AgentMessage
 
 
@@ -21,6 +23,7 @@ def test_message_ids_are_uuid4_hex() -> None:
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
 
 
+@pytest.mark.server  # forks
 def test_message_ids_do_not_repeat_in_a_process_or_its_forked_child() -> None:
     assert len({new_id() for _ in range(20_000)}) == 20_000
     with mp.get_context("fork").Pool(1) as pool:

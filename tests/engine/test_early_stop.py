@@ -50,7 +50,8 @@ def test_stable_positions_stop_from_round_two() -> None:
     r2 = {"a": turn("adopt it gradually"), "b": turn("reject it"), "c": turn("abandon the idea")}
     decision = decide(2, {1: r1, 2: r2}, team_size=3)
     assert decision.stop
-    assert decision.reason is not None and "positions stable: 2 of 3" in decision.reason
+    assert decision.reason is not None
+    assert "positions stable: 2 of 3" in decision.reason
 
 
 def test_changed_positions_continue() -> None:

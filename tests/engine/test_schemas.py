@@ -37,7 +37,8 @@ def test_extract_json_rejects_non_objects(text: str) -> None:
 
 def test_discussion_turn_parses() -> None:
     turn = parse_discussion('{"message": "I think so", "position": "yes", "ready": true}')
-    assert turn.ready and turn.position == "yes"
+    assert turn.ready
+    assert turn.position == "yes"
 
 
 @pytest.mark.parametrize("text", ['{"message": "", "position": "p", "ready": false}', '{"position": "p"}'])

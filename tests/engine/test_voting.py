@@ -422,7 +422,8 @@ def test_an_invalid_ballot_never_adds_to_any_score(rule: VotingRule, bad: dict[s
     """Adding a broken ballot that names P1 changes no score, winner, ranking or consensus."""
     clean = tally(doc(rule, VALID_BALLOTS[rule]))
     dirty = tally(doc(rule, [{"voter": "bad", **bad}, *VALID_BALLOTS[rule]]))
-    assert dirty.invalid and dirty.invalid[0].voter == "bad"
+    assert dirty.invalid
+    assert dirty.invalid[0].voter == "bad"
     assert dirty.abstentions == clean.abstentions + 1
     assert dirty.model_dump(exclude={"invalid", "abstentions"}) == clean.model_dump(
         exclude={"invalid", "abstentions"}
@@ -627,6 +628,7 @@ def test_candidate_order_in_the_document_never_decides_a_draw() -> None:
         assert forward.winner == backward.winner
 
 
+@pytest.mark.server  # starts a Python process
 def test_seeded_draw_is_the_same_in_another_process() -> None:
     """The draw does not depend on hash randomization: a fresh process with another hash seed agrees."""
     line = FOUR_WAY.model_copy(update={"seed": 7}).model_dump_json()

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from engine.voting import TallyInput, TallyResult, tally
 
+pytestmark = pytest.mark.slow  # hundreds of random profiles, each counted by pref_voting too
+
 pref_profiles = pytest.importorskip("pref_voting.profiles")
 scoring_methods = pytest.importorskip("pref_voting.scoring_methods")
 c1_methods = pytest.importorskip("pref_voting.c1_methods")

@@ -289,6 +289,7 @@ def test_set_rejects_a_rate_outside_zero_to_one(fake: FakeLLM) -> None:
         fake.set(error_rate=2)
 
 
+@pytest.mark.server  # starts a Python process
 def test_runs_as_a_module_and_prints_where_it_listens() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.fake_llm", "--port", "0", "--error-rate", "1"],

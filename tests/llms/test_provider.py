@@ -19,6 +19,8 @@ from llms.local import ITEMS_CAP, LOCAL_MODEL, STRING_CAP, grammar_schema, local
 from llms.provider import LiteLLMModel, resolve_model, schema_in_prompt
 from tests.fakes.fake_llm import MALFORMED_REPLY, FakeLLM
 
+pytestmark = pytest.mark.server  # every test drives LiteLLM
+
 ROOT = Path(__file__).resolve().parents[2]
 BALLOT = ballot_schema("rated", ["A", "B", "C"])
 

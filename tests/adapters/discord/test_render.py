@@ -131,6 +131,7 @@ def test_pack_embeds_spreads_long_sections_over_fields_embeds_and_messages() -> 
     ),
     st.integers(min_value=0, max_value=6000),
 )
+@pytest.mark.slow  # property-based, hundreds of examples
 def test_pack_embeds_keeps_every_word_within_every_limit(
     sections: list[tuple[str, list[str]]], description_words: int
 ) -> None:

@@ -338,6 +338,7 @@ async def test_start_gives_up_on_a_bus_that_never_answers() -> None:
     await agent.stop()
 
 
+@pytest.mark.server  # starts its own redis-server
 async def test_redis_restarted_mid_stream_loses_nothing_and_the_agent_reconnects_by_itself(
     tmp_path: Path,
 ) -> None:
@@ -413,6 +414,7 @@ async def test_redis_restarted_mid_stream_loses_nothing_and_the_agent_reconnects
         server.stop()
 
 
+@pytest.mark.server  # starts its own redis-server
 async def test_after_a_restart_that_lost_everything_the_agent_registers_again_and_serves(
     tmp_path: Path,
 ) -> None:

@@ -269,6 +269,7 @@ async def test_a_table_survives_concurrent_writers(nats_bus: NatsBus, new_stream
 # --- failures ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.server  # starts its own nats-server
 async def test_nats_that_went_away_raises_bus_unavailable_and_the_bus_recovers(tmp_path: Path) -> None:
     server = NatsProcess(tmp_path / "nats").start()
     bus = NatsBus(server.url)
@@ -291,6 +292,7 @@ async def test_nats_that_went_away_raises_bus_unavailable_and_the_bus_recovers(t
         server.kill()
 
 
+@pytest.mark.server  # starts its own nats-server
 async def test_a_server_without_jetstream_is_named(tmp_path: Path) -> None:
     server = NatsProcess(tmp_path / "nats", jetstream=False).start()
     bus = NatsBus(server.url)
@@ -337,6 +339,7 @@ async def test_operations_queued_behind_a_failed_connection_attempt_share_its_fa
     assert attempts > one_attempt
 
 
+@pytest.mark.server  # starts its own nats-server
 async def test_a_server_that_lost_its_store_is_made_whole_by_the_next_calls(tmp_path: Path) -> None:
     """With memory storage a restart loses streams, groups and buckets; the bus makes them again."""
     server = NatsProcess(tmp_path / "nats").start()

@@ -18,6 +18,7 @@ needs_redis_server = pytest.mark.skipif(redis_server_binary() is None, reason="r
 
 
 @needs_redis_server
+@pytest.mark.server  # starts a redis-server
 def test_private_redis_starts_is_reused_and_stops(tmp_path: Path) -> None:
     first = PrivateRedis(tmp_path)
     second = PrivateRedis(tmp_path)
@@ -46,6 +47,7 @@ def test_private_redis_starts_is_reused_and_stops(tmp_path: Path) -> None:
 
 
 @needs_redis_server
+@pytest.mark.server  # starts a redis-server
 def test_private_redis_restarts_after_a_stop(tmp_path: Path) -> None:
     with PrivateRedis(tmp_path) as server:
         assert server.answers()
@@ -56,6 +58,7 @@ def test_private_redis_restarts_after_a_stop(tmp_path: Path) -> None:
 
 
 @needs_redis_server
+@pytest.mark.server  # starts a redis-server
 def test_private_redis_in_a_deep_folder_puts_its_socket_in_tmp(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     path = socket_path_for(deep)
@@ -78,6 +81,7 @@ def test_private_redis_without_the_binary_is_a_config_error(
         PrivateRedis(tmp_path).start()
 
 
+@pytest.mark.server  # starts a process
 def test_private_redis_that_exits_at_start_reports_its_log(tmp_path: Path) -> None:
     fake = tmp_path / "redis-server"
     fake.write_text('#!/bin/sh\necho \'FATAL: cannot start\' > "$(dirname "$0")/redis.log"\nexit 3\n')
@@ -110,6 +114,7 @@ async def test_connect_bus_uses_the_configured_redis(redis_url: str, tmp_path: P
 
 
 @needs_redis_server
+@pytest.mark.server  # starts a redis-server
 async def test_connect_bus_without_a_url_starts_a_private_server(tmp_path: Path) -> None:
     bus, description, server = await connect_bus(None, tmp_path)
     assert server is not None
