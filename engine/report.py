@@ -1,4 +1,4 @@
-"""The session report: the `ask --json` document of shared/contracts/cli.md, as a typed model.
+"""The session report: the `ask --json` document of docs/cli.md, as a typed model.
 
 Scripts read that document by its keys and in its order, so `SessionReport.model_dump(mode="json")` is
 it, field for field and in the contract's key order: add fields, never rename or reorder them. The
@@ -59,7 +59,7 @@ class ProposalRecord(BaseModel):
 
 
 class Ballot(_GivenOnly):
-    """One voter's ballot in proposal ids, as it was counted, with the fields of shared/contracts/tally.md.
+    """One voter's ballot in proposal ids, as it was counted, with the fields of docs/tally.md.
 
     Values are kept as the voter cast them, unchecked: a malformed ballot belongs in the audit trail,
     and the tally's `invalid` list says why it did not count. A ballot carries only the fields it was
@@ -119,7 +119,7 @@ class SessionReport(BaseModel):
     stop_reason: str | None
     #: None only when no valid ballot was cast; `degraded` then says why.
     winner: ProposalRecord | None
-    #: The counted vote (shared/contracts/tally.md); None when there was nothing to count.
+    #: The counted vote (docs/tally.md); None when there was nothing to count.
     tally: TallyResult | None
     proposals: list[ProposalRecord]
     ballots: list[Ballot]

@@ -75,7 +75,7 @@ def _print_json(doc: Any) -> None:
 
 
 def _print_report(report: SessionReport) -> None:
-    """The report as the one JSON document of contracts/cli.md."""
+    """The report as the one JSON document of docs/cli.md."""
     # Through json.dumps, like every other document this CLI prints: the same spacing and float digits.
     _print_json(report.model_dump(mode="json"))
 

@@ -7,7 +7,7 @@
     statistics_view(report, personas) -> StatisticsView
     split_text(text, limit) -> [str]          cut at paragraph, line, sentence, then word boundaries
 
-`report` is the session's `engine.report.SessionReport` (the `ask --json` document of contracts/cli.md).
+`report` is the session's `engine.report.SessionReport` (the `ask --json` document of docs/cli.md).
 Numbers are rounded here, for display, and nowhere before: the report holds them exact.
 """
 

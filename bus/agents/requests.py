@@ -85,7 +85,7 @@ class RequestStats:
     unmatched: int = 0
 
 
-#: Every requester's counts in this process, summed: what a metrics exporter reads (`request_totals`).
+#: Every requester's counts in this process, summed: what `bus.ops.metrics` reads (`request_totals`).
 _TOTALS = RequestStats()
 
 

@@ -1,4 +1,4 @@
-"""The session document of `ask --json`, `show`, `resume` and `retally` (contracts/cli.md), byte for byte.
+"""The session document of `ask --json`, `show`, `resume` and `retally` (docs/cli.md), byte for byte.
 
 One fixed session runs through the real command line against the deterministic fake LLM; the session id
 and the durations are the only values replaced, by placeholders. The golden files in

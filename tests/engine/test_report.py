@@ -1,4 +1,4 @@
-"""SessionReport: the `ask --json` document of contracts/cli.md, as a model, and its exact JSON form."""
+"""SessionReport: the `ask --json` document of docs/cli.md, as a model, and its exact JSON form."""
 
 from __future__ import annotations
 

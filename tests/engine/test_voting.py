@@ -1,4 +1,4 @@
-"""Tallies follow shared/contracts/tally.md exactly: scores, ties, invalid ballots and the output shape."""
+"""Tallies follow docs/tally.md exactly: scores, ties, invalid ballots and the output shape."""
 
 from __future__ import annotations
 
