@@ -216,18 +216,24 @@ class Requester:
             workspace_id=self._box.workspace,
             metadata={**(metadata or {}), "reply_to": self.reply_to},
         )
+        return self._outcome(await self._send_and_wait(message, timeout))
+
+    async def _send_and_wait(self, message: AgentMessage, wait_s: float) -> AgentMessage:
+        """Send `message` and wait for its response; a waiter given up on is remembered, so that a
+        response that still comes is counted as late, not as a stray."""
+        to = message.to_agent
         future: asyncio.Future[AgentMessage] = asyncio.get_running_loop().create_future()
         self._waiters[message.message_id] = _Waiter(to, future)
         try:
             await self._box.send(message)
             self._count("sent")
             try:
-                response = await asyncio.wait_for(future, timeout)
+                return await asyncio.wait_for(future, wait_s)
             except TimeoutError:
                 self._count("timed_out")
                 self._remember_gave_up(message.message_id, to)
                 raise RequestTimedOut(
-                    f"no response from {to!r} within {timeout:g}s to request {message.message_id}; "
+                    f"no response from {to!r} within {wait_s:g}s to request {message.message_id}; "
                     "a later response will be counted as late"
                 ) from None
             except (asyncio.CancelledError, BusUnavailable):
@@ -239,10 +245,15 @@ class Requester:
             self._waiters.pop(message.message_id, None)
             if future.done() and not future.cancelled():
                 future.exception()  # failed while the send was still under way: seen, not "never retrieved"
+
+    def _outcome(self, response: AgentMessage) -> AgentMessage:
+        """The response, or `RequestFailed` when it says the responder failed."""
         if response.metadata.get("status") == "failed":
             self._count("failed")
             error = str(response.content.get("error") or "no reason given")
-            raise RequestFailed(f"{to!r} failed request {message.message_id}: {error}", error=error)
+            raise RequestFailed(
+                f"{response.from_agent!r} failed request {response.correlation_id}: {error}", error=error
+            )
         self._count("answered")
         return response
 

@@ -278,78 +278,100 @@ class _StatsCollector:
         self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        totals = self._metrics.totals()
-        labels = ["workspace", "agent"]
-
-        def counter(name: str, doc: str, value: Callable[[DeliveryStats], int]) -> CounterMetricFamily:
-            family = CounterMetricFamily(name, doc, labels=labels)
-            for key, stats in sorted(totals.items()):
-                family.add_metric(list(key), value(stats))
-            return family
-
-        yield counter("roundtable_bus_messages_sent", "Entries sent, one per recipient.", lambda s: s.sent)
-        yield counter(
-            "roundtable_bus_messages_delivered",
-            "Entries handed to a mailbox, redeliveries included.",
-            lambda s: s.received,
-        )
-        acknowledged = CounterMetricFamily(
-            "roundtable_bus_messages_acknowledged",
-            "Entries settled and acknowledged, by outcome.",
-            labels=[*labels, "outcome"],
-        )
-        dead = CounterMetricFamily(
-            "roundtable_bus_messages_dead_lettered",
-            "Dead letters written, by reason.",
-            labels=[*labels, "reason"],
-        )
-        for key, stats in sorted(totals.items()):
-            dead_total = sum(stats.dead_lettered.values())
-            outcomes = {
-                "handled": stats.handled,
-                "duplicate": stats.duplicates,
-                "dead_lettered": dead_total,
-                "refused": stats.refused,
-            }
-            for outcome, value in outcomes.items():
-                acknowledged.add_metric([*key, outcome], value)
-            for reason, value in sorted(stats.dead_lettered.items()):
-                dead.add_metric([*key, reason], value)
-        yield acknowledged
-        yield dead
-        yield counter(
-            "roundtable_bus_messages_redelivered",
-            "Entries taken over from a silent consumer.",
-            lambda s: s.reclaimed,
-        )
-        yield counter(
-            "roundtable_bus_messages_expired",
-            "Entries dead-lettered because their ttl passed.",
-            lambda s: s.dead_lettered["expired"],
-        )
-        yield counter(
-            "roundtable_bus_messages_trimmed",
-            "Entries trimmed away by retention before they were delivered.",
-            lambda s: s.trimmed,
-        )
-        yield counter("roundtable_bus_handler_failures", "Handler calls that raised.", lambda s: s.failed)
-        lag = GaugeMetricFamily(
-            "roundtable_bus_consumer_lag",
-            "Entries not yet read by the agent's consumer group, over its lanes.",
-            labels=[*labels, "group"],
-        )
-        pending = GaugeMetricFamily(
-            "roundtable_bus_pending",
-            "Entries read by the agent's consumer group and not acknowledged yet.",
-            labels=[*labels, "group"],
-        )
-        for group_key, (lag_value, pending_value) in sorted(self._metrics.backlog().items()):
-            if lag_value is not None:
-                lag.add_metric(list(group_key), lag_value)
-            pending.add_metric(list(group_key), pending_value)
-        yield lag
-        yield pending
+        totals = sorted(self._metrics.totals().items())
+        yield from _delivery_families(totals)
+        yield from _settlement_families(totals)
+        yield from _backlog_families(sorted(self._metrics.backlog().items()))
         yield from _request_families()
+
+
+_LABELS = ["workspace", "agent"]
+_Totals = list[tuple[Labels, DeliveryStats]]
+
+
+def _counter(totals: _Totals, name: str, doc: str, value: Callable[[DeliveryStats], int]) -> Metric:
+    family = CounterMetricFamily(name, doc, labels=_LABELS)
+    for key, stats in totals:
+        family.add_metric(list(key), value(stats))
+    return family
+
+
+def _delivery_families(totals: _Totals) -> Iterable[Metric]:
+    yield _counter(
+        totals, "roundtable_bus_messages_sent", "Entries sent, one per recipient.", lambda s: s.sent
+    )
+    yield _counter(
+        totals,
+        "roundtable_bus_messages_delivered",
+        "Entries handed to a mailbox, redeliveries included.",
+        lambda s: s.received,
+    )
+    yield _counter(
+        totals,
+        "roundtable_bus_messages_redelivered",
+        "Entries taken over from a silent consumer.",
+        lambda s: s.reclaimed,
+    )
+    yield _counter(
+        totals,
+        "roundtable_bus_messages_expired",
+        "Entries dead-lettered because their ttl passed.",
+        lambda s: s.dead_lettered["expired"],
+    )
+    yield _counter(
+        totals,
+        "roundtable_bus_messages_trimmed",
+        "Entries trimmed away by retention before they were delivered.",
+        lambda s: s.trimmed,
+    )
+    yield _counter(
+        totals, "roundtable_bus_handler_failures", "Handler calls that raised.", lambda s: s.failed
+    )
+
+
+def _settlement_families(totals: _Totals) -> Iterable[Metric]:
+    acknowledged = CounterMetricFamily(
+        "roundtable_bus_messages_acknowledged",
+        "Entries settled and acknowledged, by outcome.",
+        labels=[*_LABELS, "outcome"],
+    )
+    dead = CounterMetricFamily(
+        "roundtable_bus_messages_dead_lettered",
+        "Dead letters written, by reason.",
+        labels=[*_LABELS, "reason"],
+    )
+    for key, stats in totals:
+        outcomes = {
+            "handled": stats.handled,
+            "duplicate": stats.duplicates,
+            "dead_lettered": sum(stats.dead_lettered.values()),
+            "refused": stats.refused,
+        }
+        for outcome, value in outcomes.items():
+            acknowledged.add_metric([*key, outcome], value)
+        for reason, value in sorted(stats.dead_lettered.items()):
+            dead.add_metric([*key, reason], value)
+    yield acknowledged
+    yield dead
+
+
+def _backlog_families(backlog: list[tuple[GroupLabels, tuple[int | None, int]]]) -> Iterable[Metric]:
+    lag = GaugeMetricFamily(
+        "roundtable_bus_consumer_lag",
+        "Entries not yet read by the agent's consumer group, over its lanes.",
+        labels=[*_LABELS, "group"],
+    )
+    pending = GaugeMetricFamily(
+        "roundtable_bus_pending",
+        "Entries read by the agent's consumer group and not acknowledged yet.",
+        labels=[*_LABELS, "group"],
+    )
+    for group_key, (lag_value, pending_value) in backlog:
+        if lag_value is not None:
+            lag.add_metric(list(group_key), lag_value)
+        pending.add_metric(list(group_key), pending_value)
+    yield lag
+    yield pending
 
 
 def _request_families() -> Iterable[Metric]:
