@@ -158,6 +158,30 @@ def discussion(message: str, position: str, ready: bool) -> str:
     return json.dumps({"message": message, "position": position, "ready": ready})
 
 
+#: The session document's keys (docs/cli.md), in the order scripts have always read them.
+CONTRACT_KEYS = [
+    "session_id",
+    "status",
+    "topic",
+    "voting_rule",
+    "team",
+    "rounds_planned",
+    "rounds_run",
+    "stopped_early",
+    "stop_reason",
+    "winner",
+    "tally",
+    "proposals",
+    "ballots",
+    "transcript",
+    "degraded",
+    "usage",
+    "duration_s",
+    "seed",
+    "model",
+]
+
+
 # --- the command line -------------------------------------------------------------------------------
 
 

@@ -8,30 +8,8 @@ from typing import Any
 import pytest
 
 from engine.report import Ballot, SessionReport, TranscriptEntry
+from tests.helpers import CONTRACT_KEYS
 from tests.storage.untyped import untyped_report
-
-#: The document's keys, in the order scripts have always read them.
-CONTRACT_ORDER = [
-    "session_id",
-    "status",
-    "topic",
-    "voting_rule",
-    "team",
-    "rounds_planned",
-    "rounds_run",
-    "stopped_early",
-    "stop_reason",
-    "winner",
-    "tally",
-    "proposals",
-    "ballots",
-    "transcript",
-    "degraded",
-    "usage",
-    "duration_s",
-    "seed",
-    "model",
-]
 
 
 def text(document: Any) -> str:
@@ -41,7 +19,7 @@ def text(document: Any) -> str:
 def test_the_document_keeps_the_contract_key_order() -> None:
     report = SessionReport.model_validate(untyped_report())
     document = report.model_dump(mode="json")
-    assert list(document) == CONTRACT_ORDER
+    assert list(document) == CONTRACT_KEYS
     assert list(document["usage"])[:4] == ["llm_calls", "prompt_tokens", "completion_tokens", "cost_usd"]
 
 
