@@ -80,6 +80,7 @@ def test_the_session_document_of_a_fixed_session_matches_the_golden_files(
     check("retally", normalise(recounted.stdout, session_id))
 
 
+@pytest.mark.server  # runs the CLI in subprocesses
 def test_a_session_stored_before_the_typed_report_shows_as_stored_and_recounts(tmp_path: Path) -> None:
     data = tmp_path / "data"
     session_id = asyncio.run(store_the_old_way(f"sqlite+aiosqlite:///{data / 'roundtable.db'}"))

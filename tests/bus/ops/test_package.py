@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.server  # imports in a fresh interpreter
 def test_importing_bus_ops_loads_prometheus_only_when_metrics_are_asked_for() -> None:
     script = (
         "import sys, bus.ops\n"

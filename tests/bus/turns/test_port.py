@@ -160,6 +160,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
     server.stop()
 
 
+@pytest.mark.server  # starts its own redis-server
 async def test_a_turn_waiting_while_redis_restarts_is_answered_afterwards(
     own_redis: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -198,6 +199,7 @@ async def test_a_turn_waiting_while_redis_restarts_is_answered_afterwards(
     assert port.stats.abandoned == 0
 
 
+@pytest.mark.server  # starts its own redis-server
 async def test_a_bus_gone_for_good_fails_a_waiting_turn_with_bus_unavailable(own_redis: RedisProcess) -> None:
     """Not `AgentUnavailable`: the engine must stop (resumable), not record the turn as a fallback."""
     engine_bus, agent_bus = RedisBus(own_redis.url), RedisBus(own_redis.url)
