@@ -184,7 +184,7 @@ def tally_command(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="one document per line")] = False,
 ) -> None:
     """Count a JSON ballot document from standard input (docs/tally.md)."""
-    text = sys.stdin.read()
+    text = sys.stdin.buffer.read()  # bytes: tally refuses invalid UTF-8 rather than echoing it
     if jsonl:
         for line in tally_lines(text.splitlines(), rule=rule, seed=seed):
             sys.stdout.write(line + "\n")
