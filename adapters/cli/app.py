@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
 
@@ -341,7 +342,11 @@ def main() -> None:
     except ValidationError as exc:  # a ROUNDTABLE_* environment variable that does not validate
         err_ = exc.errors()[0]
         where = ".".join(str(part) for part in err_["loc"])
-        _fail(f"invalid setting ROUNDTABLE_{where.upper()}: {err_['msg']}", USAGE)
+        _fail(
+            f"invalid setting ROUNDTABLE_{where.upper()}: {err_['msg'].removeprefix('Value error, ')}", USAGE
+        )
+    except SettingsError as exc:  # an environment value pydantic-settings cannot even decode
+        _fail(f"invalid setting: {exc}", USAGE)
     except RoundTableError as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bot.datadir import PRIVATE_FILES
 from tests.fakes.fake_llm import FakeLLM
 from tests.helpers import ROOT, roundtable
 
@@ -94,3 +96,78 @@ def test_tally_jsonl_gives_an_invalid_utf8_line_an_error_record() -> None:
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r.get("winner") for r in results] == ["P2", None, "P2"]
     assert results[1]["error"].startswith("not UTF-8: byte 0xff")
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    proc = roundtable("sessions", env={**env, "ROUNDTABLE_DATA_DIR": str(tmp_path / "file")})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: the data folder ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, so nothing can be created below it")
+    proc = roundtable("sessions", env={**env, "ROUNDTABLE_DATA_DIR": str(tmp_path / "file" / "data")})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: cannot create the data folder ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_a_sqlite_file_that_is_not_a_database_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "roundtable.db").write_text("this is not a database\n" * 100)
+    proc = roundtable("sessions", env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.endswith("is unavailable (DatabaseError: file is not a database)\n")
+    assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not json", "not JSON; write a JSON object of persona id to model"),
+        ("[1, 2]", "Input should be a valid dictionary"),
+    ],
+)
+def test_agent_models_that_are_not_a_json_object_are_one_line(
+    value: str, message: str, env: dict[str, str]
+) -> None:
+    proc = roundtable("sessions", env={**env, "ROUNDTABLE_AGENT_MODELS": value})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: invalid setting ROUNDTABLE_AGENT_MODELS: {message}")
+    assert proc.stderr.count("\n") == 1
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_data_dir_is_private_and_so_is_its_database(env: dict[str, str], tmp_path: Path) -> None:
+    proc = roundtable("sessions", env=env)
+    assert proc.returncode == 0, proc.stderr
+    data = tmp_path / "data"
+    assert _mode(data) == 0o700
+    assert _mode(data / "roundtable.db") == 0o600
+
+
+def test_an_existing_data_dir_and_database_are_made_private(env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert roundtable("sessions", env=env).returncode == 0
+    data.chmod(0o755)
+    (data / "roundtable.db").chmod(0o644)
+    proc = roundtable("sessions", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (_mode(data), _mode(data / "roundtable.db")) == (0o700, 0o600)
+
+
+def test_the_private_redis_files_are_private(env: dict[str, str], tmp_path: Path) -> None:
+    """`bus stats` on the default bus starts a private redis-server whose files land in the data dir."""
+    bus_vars = ("ROUNDTABLE_BUS_URL", "ROUNDTABLE_REDIS_URL", "REDIS_URL")
+    proc = roundtable("bus", "stats", env={k: v for k, v in env.items() if k not in bus_vars})
+    assert proc.returncode == 0, proc.stderr
+    data = tmp_path / "data"
+    assert (data / "redis.log").exists(), "a private redis-server was started in the data folder"
+    modes = {p.name: _mode(p) for p in data.iterdir() if p.name in PRIVATE_FILES}
+    assert modes == dict.fromkeys(modes, 0o600)
