@@ -29,6 +29,8 @@ from bot import (
     SessionRequest,
     SessionRunner,
     Settings,
+    parse_rounds,
+    require_rule,
     tally_lines,
     tally_text,
 )
@@ -84,7 +86,8 @@ def _print_report(report: SessionReport) -> None:
 @app.command()
 def ask(
     topic: Annotated[str, typer.Argument(help="the question to deliberate")],
-    rounds: Annotated[int | None, typer.Option(help="discussion rounds, 1-5")] = None,
+    # Read as text: a bad value is then our one-line error with the range, not click's.
+    rounds: Annotated[str | None, typer.Option(help="discussion rounds, 1-5")] = None,
     voting: Annotated[
         str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")
     ] = None,
@@ -107,7 +110,12 @@ def ask(
     """
     settings = _settings(model=model, api_base=api_base, api_key=api_key)
     request = SessionRequest(
-        topic=topic, rounds=rounds, voting=voting, team=team, early_stop=not no_early_stop, seed=seed
+        topic=topic,
+        rounds=None if rounds is None else parse_rounds(rounds),
+        voting=voting,
+        team=team,
+        early_stop=not no_early_stop,
+        seed=seed,
     )
 
     async def work(runner: SessionRunner) -> SessionReport:
@@ -170,12 +178,15 @@ def resume(
 @app.command(name="retally")
 def retally_command(
     session_id: Annotated[str, typer.Argument(help="a session id")],
-    voting: Annotated[str, typer.Option(help="the rule to count under")],
+    voting: Annotated[
+        str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Count a session's stored ballots under another rule."""
+    rule = require_rule(voting)  # required, but checked here so that the message lists the rules
     settings = _settings()
-    _output(_run(settings, lambda runner: runner.retally(session_id, voting)), as_json)
+    _output(_run(settings, lambda runner: runner.retally(session_id, rule)), as_json)
 
 
 @app.command(name="tally")

@@ -171,3 +171,22 @@ def test_the_private_redis_files_are_private(env: dict[str, str], tmp_path: Path
     assert (data / "redis.log").exists(), "a private redis-server was started in the data folder"
     modes = {p.name: _mode(p) for p in data.iterdir() if p.name in PRIVATE_FILES}
     assert modes == dict.fromkeys(modes, 0o600)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "topic", "--team", ""], "--team is empty; choose from analyst, creative"),
+        (["ask", "topic", "--voting", ""], "--voting is empty; choose one of majority, rated, ranked"),
+        (["ask", "topic", "--voting", " "], "--voting is empty; choose one of majority, rated, ranked"),
+        (["ask", "topic", "--rounds", "abc"], "--rounds 'abc' is not a number; choose 1-5"),
+        (["retally", "abc123"], "--voting is required; choose one of majority, rated, ranked"),
+    ],
+)
+def test_empty_and_unparsable_values_are_refused_with_the_choices(
+    args: list[str], message: str, env: dict[str, str]
+) -> None:
+    proc = roundtable(*args, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: {message}")
+    assert proc.stderr.count("\n") == 1
