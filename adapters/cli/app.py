@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from adapters.cli.bus import bus_app
-from adapters.cli.render import LiveProgress, PlainProgress, render_result
+from adapters.cli.render import LiveProgress, PlainProgress, printable, render_result
 from bot import (
     BadRequest,
     RoundTableError,
@@ -154,7 +155,8 @@ def show(
         return
     render_result(out, report, _EMOJIS)
     for entry in report.transcript:
-        out.print(f"[round {entry.round}] {entry.agent}: {entry.content}", markup=False, highlight=False)
+        content = printable(entry.content, newlines=True)
+        out.print(f"[round {entry.round}] {entry.agent}: {content}", markup=False, highlight=False)
 
 
 @app.command()
@@ -228,7 +230,8 @@ def sessions(
         return
     table = Table("id", "status", "rule", "created", "topic")
     for d in docs:
-        table.add_row(d["id"], d["status"], d["voting_rule"], d["created"][:19], d["topic"][:60])
+        topic = Text(printable(d["topic"])[:60])  # Text: a topic is not Rich markup either
+        table.add_row(d["id"], d["status"], d["voting_rule"], d["created"][:19], topic)
     out.print(table)
 
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,59 @@ def test_empty_and_unparsable_values_are_refused_with_the_choices(
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: {message}")
     assert proc.stderr.count("\n") == 1
+
+
+CONTROL_TOPIC = "Tea \x1b[31mor\x1b]0;owned\x07 coffee?"
+
+
+def _interrupted_session(env: dict[str, str], fake_llm: FakeLLM, topic: str) -> str:
+    """The id of a session whose `ask` was killed mid-round: stored as `running`, with no result."""
+    fake_llm.set(stall=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli.app", "ask", topic, "--rounds", "1", "--json"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        deadline = time.monotonic() + 60  # only bounds a broken test; nothing asserts the wait
+        while fake_llm.request_count == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first turn is asked: the session is stored as running
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert first.startswith("session "), first
+    fake_llm.set(stall=False)
+    return first.split()[1]
+
+
+def test_show_says_an_interrupted_session_is_interrupted_and_how_to_resume(
+    env: dict[str, str], fake_llm: FakeLLM
+) -> None:
+    session_id = _interrupted_session(env, fake_llm, "Tea or coffee?")
+    proc = roundtable("show", session_id, env={**env, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Interrupted" in proc.stdout
+    assert f"roundtable resume {session_id}" in proc.stdout
+    assert "no valid ballot" not in proc.stdout
+
+
+def test_control_characters_in_a_topic_are_stored_as_given_and_shown_escaped(
+    env: dict[str, str], fake_llm: FakeLLM
+) -> None:
+    session_id = _interrupted_session(env, fake_llm, CONTROL_TOPIC)
+    wide = {**env, "COLUMNS": "200"}
+    stored = roundtable("show", session_id, "--json", env=wide)
+    assert json.loads(stored.stdout)["topic"] == CONTROL_TOPIC
+    for args in (["sessions"], ["show", session_id]):
+        proc = roundtable(*args, env=wide)
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout
+        assert "\x07" not in proc.stdout
+        assert r"Tea \x1b[31mor\x1b]0;owned\x07 coffee?" in proc.stdout
