@@ -102,9 +102,12 @@ class PlainProgress:
                 f"{event.step} {event.agent} {mark}: {printable(event.detail or '')[:120]}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,  # one event per line: Rich would wrap at 80 columns off a terminal
             )
         elif event.kind == "step_completed" and event.detail:
-            self._console.print(f"{event.step}: {printable(event.detail)}", markup=False, highlight=False)
+            self._console.print(
+                f"{event.step}: {printable(event.detail)}", markup=False, highlight=False, soft_wrap=True
+            )
 
 
 def _step_title(step: str, round_no: int | None) -> str:
