@@ -53,6 +53,8 @@ _EMOJIS: dict[str, str] = {}
 
 #: Exit status for usage errors, as click uses it.
 USAGE = 2
+#: The values ROUNDTABLE_LOG_LEVEL takes.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -339,9 +341,12 @@ def _serve(bot: Awaitable[None]) -> None:
 def main() -> None:
     """Entry point: one-line errors, exit 2 for bad usage, never a traceback."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    logging.basicConfig(
-        level=os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING"), format="%(message)s", stream=sys.stderr
-    )
+    level = os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING").strip().upper()
+    if level not in LOG_LEVELS:
+        _fail(
+            f"invalid setting ROUNDTABLE_LOG_LEVEL: '{level}'; choose one of {', '.join(LOG_LEVELS)}", USAGE
+        )
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
         code = app(standalone_mode=False)
     except typer.exceptions.TyperException as exc:  # typer's (vendored click) usage errors

@@ -247,3 +247,12 @@ def test_control_characters_in_a_topic_are_stored_as_given_and_shown_escaped(
         assert "\x1b" not in proc.stdout
         assert "\x07" not in proc.stdout
         assert r"Tea \x1b[31mor\x1b]0;owned\x07 coffee?" in proc.stdout
+
+
+def test_an_unknown_log_level_is_one_line(env: dict[str, str]) -> None:
+    proc = roundtable("sessions", env={**env, "ROUNDTABLE_LOG_LEVEL": "loud"})
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: invalid setting ROUNDTABLE_LOG_LEVEL: 'LOUD'; "
+        "choose one of DEBUG, INFO, WARNING, ERROR, CRITICAL\n"
+    )
