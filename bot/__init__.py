@@ -1,6 +1,6 @@
 """The platform-neutral application layer: what every front end calls."""
 
-from bot.request import SessionRequest
+from bot.request import SessionRequest, parse_rounds, require_rule
 from bot.runner import SessionRunner
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -31,6 +31,8 @@ __all__ = [
     "SessionRequest",
     "SessionRunner",
     "Settings",
+    "parse_rounds",
+    "require_rule",
     "tally_lines",
     "tally_text",
 ]

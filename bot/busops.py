@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from bot.datadir import prepare_data_dir, secure_data_dir
 from bot.settings import Settings
 from bus import connect_bus
 from bus.ops import BusOps, DeadLetterRow, FoundEntry, StreamEntry, StreamStats
@@ -28,8 +29,9 @@ __all__ = [
 async def open_bus_ops(settings: Settings) -> AsyncIterator[BusOps]:
     """The configured bus for operating, closed on exit."""
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir)
     bus, description, private = await connect_bus(settings.bus_url, data_dir)
+    secure_data_dir(data_dir)
     try:
         yield BusOps(bus, settings.workspace, description=description)
     finally:

@@ -217,6 +217,8 @@ def _rounds(value: str) -> int:
 
 def _voting(value: str) -> str:
     rule = value.strip().lower()
+    if not rule:
+        raise _Reject(f"--voting is empty; {_choices('voting')}")
     if rule not in VOTING_RULES:
         raise _Reject(f"unknown voting rule '{value.strip()}'; choose one of {', '.join(VOTING_RULES)}")
     return rule

@@ -11,6 +11,7 @@ from engine.config import MAX_ROUNDS, Limits, SessionConfig
 from engine.errors import BadRequest, UnknownPersona
 from engine.rules import VOTING_RULES
 from personas import Persona, resolve_team
+from personas.teams import choices as team_choices
 
 
 class SessionRequest(BaseModel):
@@ -23,6 +24,24 @@ class SessionRequest(BaseModel):
     model: str | None = None
 
 
+def parse_rounds(value: str) -> int:
+    """The `--rounds` value as typed, as a number of rounds. Raises `BadRequest` naming the range."""
+    try:
+        rounds = int(value.strip())
+    except ValueError:
+        raise BadRequest(f"--rounds '{value}' is not a number; choose 1-{MAX_ROUNDS}") from None
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise BadRequest(f"--rounds {rounds} is out of range; choose 1-{MAX_ROUNDS}")
+    return rounds
+
+
+def require_rule(value: str | None) -> str:
+    """A `--voting` value that must be given (`retally`). Raises `BadRequest` listing the rules."""
+    if value is None:
+        raise BadRequest(f"--voting is required; choose one of {', '.join(VOTING_RULES)}")
+    return value
+
+
 def new_session_id() -> str:
     return secrets.token_hex(6)
 
@@ -32,11 +51,17 @@ def build_config(request: SessionRequest, settings: Settings, personas: dict[str
     rounds = request.rounds if request.rounds is not None else settings.rounds
     if not 1 <= rounds <= MAX_ROUNDS:
         raise BadRequest(f"--rounds {rounds} is out of range; choose 1-{MAX_ROUNDS}")
-    rule = (request.voting or settings.voting).strip().lower()
+    # `is None`, not falsiness: an empty --voting or --team is a mistake to report, not a default.
+    rule = (request.voting if request.voting is not None else settings.voting).strip().lower()
+    if not rule:
+        raise BadRequest(f"--voting is empty; choose one of {', '.join(VOTING_RULES)}")
     if rule not in VOTING_RULES:
         raise BadRequest(f"unknown voting rule '{rule}'; choose one of {', '.join(VOTING_RULES)}")
+    spec = request.team if request.team is not None else settings.team
+    if not spec.strip():
+        raise BadRequest(f"--team is empty; {team_choices(personas)}")
     try:
-        team = resolve_team(request.team or settings.team, personas)
+        team = resolve_team(spec, personas)
     except ValueError as exc:
         raise UnknownPersona(str(exc)) from None
     try:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.datadir import prepare_data_dir, secure_data_dir
 from bot.settings import Settings
 from bus import Bus, PrivateRedis, connect_bus
 from engine.errors import ConfigError
@@ -36,12 +37,13 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
         """Open storage and load personas. The bus and the model are opened on first use."""
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(Path(settings.data_dir))
         try:
             personas = load_personas(settings.personas_dir)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         store = await SqlStore.open(settings.database)
+        secure_data_dir(Path(settings.data_dir))  # the database file SQLite just created
         return cls(settings, store, personas)
 
     async def connect_bus(self) -> Bus:
@@ -49,6 +51,7 @@ class Runtime:
             self.bus, self.bus_description, self._private_redis = await connect_bus(
                 self.settings.bus_url, Path(self.settings.data_dir)
             )
+            secure_data_dir(Path(self.settings.data_dir))  # the files a private redis-server made
             log.info("roundtable.bus_connected bus=%s", self.bus_description)
         return self.bus
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,7 +43,9 @@ class Settings(BaseSettings):
     model: str | None = Field(default=None, description="LiteLLM model string; the embedded model when unset")
     api_base: str | None = Field(default=None, description="base URL for the model's API")
     api_key: str | None = Field(default=None, description="API key for the model's provider")
-    agent_models: dict[str, str] = Field(default_factory=dict, description="JSON map persona id -> model")
+    agent_models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="JSON map persona id -> model"
+    )
     personas_dir: Path | None = Field(default=None, description="folder of extra persona TOML files")
     rounds: int = Field(default=3, ge=1, le=5, description="default discussion rounds")
     voting: VotingRule = Field(default="rated", description="default voting rule")
@@ -110,6 +113,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("agent_models", mode="before")
+    @classmethod
+    def _json_map(cls, value: Any) -> Any:
+        """A JSON object from the environment, checked here so that bad JSON is a one-line error."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ValueError(
+                'not JSON; write a JSON object of persona id to model, like {"analyst": "openai/gpt-4o"}'
+            ) from None
 
     @property
     def database(self) -> str:

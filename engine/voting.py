@@ -170,8 +170,14 @@ def parse_document(
             raise BallotDocumentError(
                 f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise BallotDocumentError(
+                f"not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not valid UTF-8 text"
+            ) from None
         except ValueError:
             raise BallotDocumentError("not JSON: the input is not valid UTF-8 text") from None
+        except RecursionError:
+            raise BallotDocumentError("not JSON: the document is nested too deeply") from None
         if not isinstance(data, dict):
             raise BallotDocumentError(f"the document must be a JSON object, got {_kind(data)}")
     if rule is not None:
@@ -194,7 +200,7 @@ def parse_document(
         raise BallotDocumentError(f"{where}: {err['msg']}") from None
 
 
-def tally_jsonl_line(line: str, *, rule: str | None, seed: int | None) -> dict[str, Any]:
+def tally_jsonl_line(line: str | bytes, *, rule: str | None, seed: int | None) -> dict[str, Any]:
     """One line of `tally --jsonl`: the result as JSON-ready dict, or `{"error": reason}`."""
     try:
         doc = parse_document(line, rule=rule, seed=seed)

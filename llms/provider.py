@@ -31,6 +31,8 @@ log = logging.getLogger("roundtable.llm")
 #: the local model, which LiteLLM cannot interrupt) ignores the timeout it was given.
 TIMEOUT_GRACE_S = 2.0
 
+#: LiteLLM's loggers (`litellm._logging`), and the one its library modules share.
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm")
 _import_lock = threading.Lock()
 _litellm: ModuleType | None = None
 
@@ -42,14 +44,29 @@ def import_litellm() -> ModuleType:
         if _litellm is None:
             # Without this LiteLLM downloads its price list from GitHub at import time.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            # Quiet before the import too: LiteLLM logs while it imports.
+            for name in _LITELLM_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
             import litellm
 
             litellm.suppress_debug_info = True
             litellm.telemetry = False
-            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+            _route_logs_to_root()
             _litellm = litellm
         return _litellm
+
+
+def _route_logs_to_root() -> None:
+    """Drop LiteLLM's own log handlers, so its records reach ours (on stderr) and never stdout.
+
+    LiteLLM installs a handler that writes every record below WARNING to standard output, which
+    would corrupt `--json` output under `ROUNDTABLE_LOG_LEVEL=DEBUG`.
+    """
+    for name in _LITELLM_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 async def _load_litellm() -> ModuleType:

@@ -174,8 +174,12 @@ class unavailable_as_error:
     def __exit__(self, _type: object, error: BaseException | None, _tb: object) -> None:
         if error is None:
             return
-        unavailable = isinstance(error, _UNAVAILABLE) or (
-            isinstance(error, exc.DBAPIError) and error.connection_invalidated
+        unavailable = (
+            isinstance(error, _UNAVAILABLE)
+            or (isinstance(error, exc.DBAPIError) and error.connection_invalidated)
+            # Exactly DatabaseError, not a subclass: SQLite's "file is not a database" and "database
+            # disk image is malformed". Its subclasses (IntegrityError...) are the statement's fault.
+            or type(error) is exc.DatabaseError
         )
         if unavailable:
             raise StoreUnavailable(

@@ -13,11 +13,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from adapters.cli.bus import bus_app
-from adapters.cli.render import LiveProgress, PlainProgress, render_result
+from adapters.cli.render import LiveProgress, PlainProgress, printable, render_result
 from bot import (
     BadRequest,
     RoundTableError,
@@ -28,6 +30,8 @@ from bot import (
     SessionRequest,
     SessionRunner,
     Settings,
+    parse_rounds,
+    require_rule,
     tally_lines,
     tally_text,
 )
@@ -49,6 +53,8 @@ _EMOJIS: dict[str, str] = {}
 
 #: Exit status for usage errors, as click uses it.
 USAGE = 2
+#: The values ROUNDTABLE_LOG_LEVEL takes.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -83,7 +89,8 @@ def _print_report(report: SessionReport) -> None:
 @app.command()
 def ask(
     topic: Annotated[str, typer.Argument(help="the question to deliberate")],
-    rounds: Annotated[int | None, typer.Option(help="discussion rounds, 1-5")] = None,
+    # Read as text: a bad value is then our one-line error with the range, not click's.
+    rounds: Annotated[str | None, typer.Option(help="discussion rounds, 1-5")] = None,
     voting: Annotated[
         str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")
     ] = None,
@@ -106,7 +113,12 @@ def ask(
     """
     settings = _settings(model=model, api_base=api_base, api_key=api_key)
     request = SessionRequest(
-        topic=topic, rounds=rounds, voting=voting, team=team, early_stop=not no_early_stop, seed=seed
+        topic=topic,
+        rounds=None if rounds is None else parse_rounds(rounds),
+        voting=voting,
+        team=team,
+        early_stop=not no_early_stop,
+        seed=seed,
     )
 
     async def work(runner: SessionRunner) -> SessionReport:
@@ -145,7 +157,8 @@ def show(
         return
     render_result(out, report, _EMOJIS)
     for entry in report.transcript:
-        out.print(f"[round {entry.round}] {entry.agent}: {entry.content}", markup=False, highlight=False)
+        content = printable(entry.content, newlines=True)
+        out.print(f"[round {entry.round}] {entry.agent}: {content}", markup=False, highlight=False)
 
 
 @app.command()
@@ -169,12 +182,15 @@ def resume(
 @app.command(name="retally")
 def retally_command(
     session_id: Annotated[str, typer.Argument(help="a session id")],
-    voting: Annotated[str, typer.Option(help="the rule to count under")],
+    voting: Annotated[
+        str | None, typer.Option(help="majority|rated|ranked|unanimity|approval|condorcet")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Count a session's stored ballots under another rule."""
+    rule = require_rule(voting)  # required, but checked here so that the message lists the rules
     settings = _settings()
-    _output(_run(settings, lambda runner: runner.retally(session_id, voting)), as_json)
+    _output(_run(settings, lambda runner: runner.retally(session_id, rule)), as_json)
 
 
 @app.command(name="tally")
@@ -184,7 +200,7 @@ def tally_command(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="one document per line")] = False,
 ) -> None:
     """Count a JSON ballot document from standard input (docs/tally.md)."""
-    text = sys.stdin.read()
+    text = sys.stdin.buffer.read()  # bytes: tally refuses invalid UTF-8 rather than echoing it
     if jsonl:
         for line in tally_lines(text.splitlines(), rule=rule, seed=seed):
             sys.stdout.write(line + "\n")
@@ -216,7 +232,8 @@ def sessions(
         return
     table = Table("id", "status", "rule", "created", "topic")
     for d in docs:
-        table.add_row(d["id"], d["status"], d["voting_rule"], d["created"][:19], d["topic"][:60])
+        topic = Text(printable(d["topic"])[:60])  # Text: a topic is not Rich markup either
+        table.add_row(d["id"], d["status"], d["voting_rule"], d["created"][:19], topic)
     out.print(table)
 
 
@@ -324,9 +341,12 @@ def _serve(bot: Awaitable[None]) -> None:
 def main() -> None:
     """Entry point: one-line errors, exit 2 for bad usage, never a traceback."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    logging.basicConfig(
-        level=os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING"), format="%(message)s", stream=sys.stderr
-    )
+    level = os.environ.get("ROUNDTABLE_LOG_LEVEL", "WARNING").strip().upper()
+    if level not in LOG_LEVELS:
+        _fail(
+            f"invalid setting ROUNDTABLE_LOG_LEVEL: '{level}'; choose one of {', '.join(LOG_LEVELS)}", USAGE
+        )
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
         code = app(standalone_mode=False)
     except typer.exceptions.TyperException as exc:  # typer's (vendored click) usage errors
@@ -341,7 +361,11 @@ def main() -> None:
     except ValidationError as exc:  # a ROUNDTABLE_* environment variable that does not validate
         err_ = exc.errors()[0]
         where = ".".join(str(part) for part in err_["loc"])
-        _fail(f"invalid setting ROUNDTABLE_{where.upper()}: {err_['msg']}", USAGE)
+        _fail(
+            f"invalid setting ROUNDTABLE_{where.upper()}: {err_['msg'].removeprefix('Value error, ')}", USAGE
+        )
+    except SettingsError as exc:  # an environment value pydantic-settings cannot even decode
+        _fail(f"invalid setting: {exc}", USAGE)
     except RoundTableError as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import Any
 
 from rich.console import Console, Group
@@ -14,6 +15,28 @@ from rich.text import Text
 from bot import Progress, SessionReport
 
 BAR_WIDTH = 30
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """`text` safe for a terminal: control characters and bidi overrides as `repr`-style escapes.
+
+    A topic, or a model's reply, may carry ANSI escape sequences or other controls that would move the
+    cursor, recolour or retitle the terminal, or hide text. Stored text stays as given; every terminal
+    view shows it through this. With `newlines`, line breaks are kept (multi-line bodies).
+    """
+    return "".join(_escape(char, newlines) for char in text)
+
+
+def _escape(char: str, newlines: bool) -> str:
+    if newlines and char == "\n":
+        return char
+    if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+        return repr(char)[1:-1]
+    return char
+
+
+#: Format characters that reorder or hide the text around them (Trojan Source, CVE-2021-42574).
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class LiveProgress:
@@ -44,7 +67,8 @@ class LiveProgress:
         elif event.kind == "turn_completed" and event.agent:
             mark = "fallback" if event.fallback else "done"
             self._status[event.agent] = (mark, event.detail or "")
-            line = f"{self._emojis.get(event.agent, '')} {event.agent} ({self._step}): {event.detail or ''}"
+            detail = printable(event.detail or "")
+            line = f"{self._emojis.get(event.agent, '')} {event.agent} ({self._step}): {detail}"
             self._live.console.print(Text(line[:200], style="red" if event.fallback else "dim"))
         elif event.kind == "step_completed" and event.detail:
             self._notes.append(f"{_step_title(event.step or '', event.round)}: {event.detail}")
@@ -58,7 +82,7 @@ class LiveProgress:
             table.add_row(
                 f"{self._emojis.get(agent, '')} {agent}",
                 Text(state, style=style),
-                Text(gist[:70], style="dim"),
+                Text(printable(gist)[:70], style="dim"),
             )
         elapsed = time.monotonic() - self._started
         notes = Text("\n".join(self._notes[-3:]), style="cyan")
@@ -75,12 +99,15 @@ class PlainProgress:
         if event.kind == "turn_completed":
             mark = "fallback" if event.fallback else "ok"
             self._console.print(
-                f"{event.step} {event.agent} {mark}: {(event.detail or '')[:120]}",
+                f"{event.step} {event.agent} {mark}: {printable(event.detail or '')[:120]}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,  # one event per line: Rich would wrap at 80 columns off a terminal
             )
         elif event.kind == "step_completed" and event.detail:
-            self._console.print(f"{event.step}: {event.detail}", markup=False, highlight=False)
+            self._console.print(
+                f"{event.step}: {printable(event.detail)}", markup=False, highlight=False, soft_wrap=True
+            )
 
 
 def _step_title(step: str, round_no: int | None) -> str:
@@ -101,40 +128,54 @@ def vote_bars(report: SessionReport) -> Table:
         bar = "█" * round(BAR_WIDTH * max(0, value) / top)
         style = "bold green" if tally is not None and pid == tally.winner else "blue"
         table.add_row(
-            pid, Text(bar or "·", style=style), str(value), Text(titles.get(pid, "")[:50], style="dim")
+            pid,
+            Text(bar or "·", style=style),
+            str(value),
+            Text(printable(titles.get(pid, ""))[:50], style="dim"),
         )
     return table
 
 
 def render_result(console: Console, report: SessionReport, emojis: dict[str, str]) -> None:
     if report.degraded:
-        lines = "\n".join(f"• {d.agent or 'session'} at {d.step}: {d.reason}" for d in report.degraded)
-        console.print(Panel(lines, title="⚠ degraded session", border_style="red"))
+        lines = "\n".join(
+            f"• {d.agent or 'session'} at {d.step}: {printable(d.reason)}" for d in report.degraded
+        )
+        console.print(Panel(Text(lines), title="⚠ degraded session", border_style="red"))
     winner = report.winner
     if winner is None:
-        console.print(
-            Panel("No decision: no valid ballot was cast.", title=report.topic[:80], border_style="red")
-        )
+        title = Text(printable(report.topic)[:80])
+        if report.status == "running":  # stored, but its process stopped before the result
+            note = (
+                f"Interrupted: this session stopped before its result. "
+                f"`roundtable resume {report.session_id}` finishes it."
+            )
+            console.print(Panel(Text(note), title=title, border_style="yellow"))
+            return
+        console.print(Panel(Text("No decision: no valid ballot was cast."), title=title, border_style="red"))
         return
     consensus = report.tally.consensus if report.tally is not None else 0.0
     head = Text()
-    head.append(f"{winner.title}\n", style="bold")
+    head.append(f"{printable(winner.title)}\n", style="bold")
     head.append(f"proposed by {emojis.get(winner.author, '')} {winner.author}", style="cyan")
     head.append(f" · consensus {consensus:.0%} · rule {report.voting_rule}")
     head.append(f" · rounds {report.rounds_run}/{report.rounds_planned}")
     if report.stop_reason:
         head.append(f" ({report.stop_reason})", style="dim")
-    body: list[Any] = [head, Text(""), Text(winner.description)]
+    body: list[Any] = [head, Text(""), Text(printable(winner.description, newlines=True))]
     if winner.benefits:
-        body += [Text("\nBenefits", style="bold"), Text("\n".join(f"• {b}" for b in winner.benefits))]
+        body += [
+            Text("\nBenefits", style="bold"),
+            Text("\n".join(f"• {printable(b)}" for b in winner.benefits)),
+        ]
     if winner.steps:
         body += [
             Text("\nSteps", style="bold"),
-            Text("\n".join(f"{i}. {s}" for i, s in enumerate(winner.steps, 1))),
+            Text("\n".join(f"{i}. {printable(s)}" for i, s in enumerate(winner.steps, 1))),
         ]
     body += [Text("\nVotes", style="bold"), vote_bars(report)]
     usage = report.usage
     tokens = f"{usage.prompt_tokens}+{usage.completion_tokens} tokens"
     footer = f"\n{usage.llm_calls} LLM calls · {tokens} · ${usage.cost_usd:.4f} · {report.duration_s:.1f}s"
     body.append(Text(f"{footer} · session {report.session_id}", style="dim"))
-    console.print(Panel(Group(*body), title=f"🏛 {report.topic[:80]}", border_style="green"))
+    console.print(Panel(Group(*body), title=Text(f"🏛 {printable(report.topic)[:80]}"), border_style="green"))

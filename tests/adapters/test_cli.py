@@ -104,7 +104,7 @@ def test_tally_jsonl_reports_a_bad_line_and_goes_on() -> None:
         (["ask", "   "], "", "the topic is empty"),
         (["ask", "x" * 10_000], "", "the topic is 10000 characters; the limit is 4000"),
         (["ask", "topic", "--frobnicate"], "", "No such option: --frobnicate"),
-        (["ask", "topic", "--rounds", "many"], "", "Invalid value for '--rounds'"),
+        (["ask", "topic", "--rounds", "many"], "", "--rounds 'many' is not a number; choose 1-5"),
         (["show", "nope"], "", "no session 'nope'"),
         (
             ["sessions", "--status", "lost"],

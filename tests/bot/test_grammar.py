@@ -121,6 +121,14 @@ def test_a_custom_prefix_is_matched_as_a_whole_word() -> None:
             "!roundtable Rust --voting",
             "--voting needs a value; choose one of majority, rated, ranked, unanimity, approval, condorcet",
         ),
+        (
+            '!roundtable Rust --voting ""',
+            "--voting is empty; choose one of majority, rated, ranked, unanimity, approval, condorcet",
+        ),
+        (
+            "!roundtable Rust --voting=",
+            "--voting is empty; choose one of majority, rated, ranked, unanimity, approval, condorcet",
+        ),
         ("!roundtable Rust --rounds 2 --rounds=3", "--rounds is given twice; give it once"),
         (
             "!roundtable Rust --rouns 2",

@@ -688,7 +688,7 @@ GOOD = {"rule": "majority", "candidates": ["P1", "P2"], "ballots": [{"voter": "a
     [
         ("{not json", "not JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
         ("", "not JSON: Expecting value at line 1 column 1"),
-        (b"\xff\xff\xff", "not JSON: the input is not valid UTF-8 text"),
+        (b"\xff\xff\xff", "not UTF-8: byte 0xff at offset 0 is not valid UTF-8 text"),
         ("[1, 2]", "the document must be a JSON object, got an array"),
         ('"ranked"', "the document must be a JSON object, got a string"),
         (
