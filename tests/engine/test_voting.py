@@ -455,6 +455,34 @@ def test_abstentions_add_deliberate_and_invalid_ballots() -> None:
     assert [i.voter for i in result.invalid] == ["b", "d"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"choice": "P1"}, {"choice": "P2"}),
+        ({"choice": "P1"}, {"choice": "P1"}),
+        ({"abstain": True}, {"choice": "P2"}),
+        ({"choice": "P9"}, {"choice": "P2"}),
+    ],
+)
+def test_a_second_ballot_from_the_same_voter_is_invalid_and_the_first_counts(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    ballots = [{"voter": "twice", **first}, {"voter": "other", "choice": "P3"}, {"voter": "twice", **second}]
+    plain = tally(doc("majority", ballots[:2]))
+    result = tally(doc("majority", ballots))
+    assert result.scores == plain.scores
+    assert result.valid_ballots == plain.valid_ballots
+    assert result.invalid == [*plain.invalid, InvalidBallot(voter="twice", reason="duplicate voter")]
+    assert result.abstentions == plain.abstentions + 1
+
+
+def test_duplicate_voter_is_refused_through_the_jsonl_path() -> None:
+    line = json.dumps({"rule": "approval", "candidates": P3, "ballots": cast("approve", ["P1"]) * 2})
+    out = tally_jsonl_line(line, rule=None, seed=None)
+    assert out["scores"] == {"P1": 1, "P2": 0, "P3": 0}
+    assert out["invalid"] == [{"voter": "v0", "reason": "duplicate voter"}]
+
+
 @pytest.mark.parametrize("rule", VOTING_RULES)
 @pytest.mark.parametrize(
     "ballots",
