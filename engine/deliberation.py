@@ -30,6 +30,7 @@ log = logging.getLogger("roundtable.engine")
 
 #: The worker's own model timeout is a little shorter than the turn's, so it can still reply.
 _WORKER_MARGIN_S = 0.5
+_STEP_NAMES: dict[Phase, str] = {"discussion": "the discussion", "proposal": "proposals", "vote": "votes"}
 
 
 class Deliberation:
@@ -97,7 +98,7 @@ class Deliberation:
             step = round_step(r)
             done = self._log.steps.get(step)
             if done is None:
-                if r > 1 and self._elapsed() > limits.discussion_share * limits.session_deadline_s:
+                if r > 1 and self._elapsed() >= limits.step_end_s("discussion"):
                     reason, stopped = f"time: {self._elapsed():.0f}s of the session deadline used", True
                     break
                 context, summary = build_context(
@@ -253,8 +254,15 @@ class Deliberation:
             raise
 
     async def _ask(self, request: TurnRequest, labels: dict[str, str] | None) -> TurnCompleted:
-        """One turn, or its fallback. Transport failures (`BusUnavailable`) propagate."""
-        timeout = min(self.config.limits.turn_timeout_s, self._deadline - self._clock())
+        """One turn, or its fallback. Transport failures (`BusUnavailable`) propagate.
+
+        A turn gets no more time than its step's end (`Limits.step_end_s`), so a stalling discussion
+        cannot eat the reserve that proposals and votes need.
+        """
+        limits = self.config.limits
+        now = self._clock()
+        step_end = self._started + limits.step_end_s(request.phase)
+        timeout = min(limits.turn_timeout_s, step_end - now)
         base = {"step": request.step, "agent": request.agent}
         empty = TurnReply(
             session_id=self.session_id, step=request.step, agent=request.agent, phase=request.phase
@@ -264,8 +272,12 @@ class Deliberation:
                 raise TimeoutError
             reply = await asyncio.wait_for(self._agents.ask(request), timeout)
         except TimeoutError:
-            why = "timeout" if timeout > 0 else "session deadline passed"
-            reason = f"{why} after {max(0.0, timeout):.0f}s" if timeout > 0 else why
+            if timeout > 0:
+                reason = f"timeout after {timeout:.0f}s"
+            elif now >= self._deadline:
+                reason = "session deadline passed"
+            else:
+                reason = f"the time for {_STEP_NAMES[request.phase]} passed"
             empty.error = reason
             return TurnCompleted(
                 **base, reply=empty, fallback=True, reason=reason, ballot={} if labels is not None else None

@@ -439,20 +439,62 @@ async def test_a_passed_deadline_ends_the_discussion_and_no_agent_is_asked_again
 
 
 async def test_a_turn_gets_no_more_time_than_the_deadline_leaves() -> None:
-    """Round 1 leaves 0.05 s of the deadline: a stalled proposal is cut off then, not after 60 s."""
+    """Proposals leave 0.05 s of the deadline: a stalled vote is cut off then, not after 60 s."""
+    clock = ManualClock()
+
+    def script(request: TurnRequest) -> Scripted | None:
+        if request.step == "proposals" and request.agent == "analyst":
+            clock.advance(99.95)
+        return STALL if request.step == "votes" and request.agent == "analyst" else None
+
+    limits = Limits(session_deadline_s=100, turn_timeout_s=60)
+    log = await deliberate(ScriptedAgents(script), clock=clock, rounds=1, limits=limits)
+    stalled = turn(log, "votes", "analyst")
+    assert stalled.fallback
+    assert stalled.reason == "timeout after 0s"  # not "after 60s"
+    assert result_tally(log)["valid_ballots"] == 2
+
+
+async def test_a_stalling_first_round_leaves_the_reserve_for_proposals_and_votes() -> None:
+    """Every round-1 turn stalls with a turn timeout longer than the deadline; the session still decides.
+
+    The discussion's turns end at 60% of the deadline, proposals by 80%, and the votes keep the rest.
+    The clock is the real one: the deadline is half a second.
+    """
+    agents = ScriptedAgents({(agent, "round-1"): STALL for agent in TEAM})
+    limits = Limits(session_deadline_s=0.5, turn_timeout_s=60)
+    log = await deliberate(agents, rounds=3, early_stop=False, limits=limits)
+    assert all(turn(log, "round-1", agent).reason == "timeout after 0s" for agent in TEAM)
+    assert agents.asked_for("round-2") == []
+    assert [p.author for p in log.proposals()] == TEAM
+    assert result_tally(log)["valid_ballots"] == len(TEAM)
+    assert result_tally(log)["winner"] is not None
+
+
+@pytest.mark.parametrize(
+    ("advance", "reason"),
+    [(65, "the time for proposals passed"), (100, "session deadline passed")],
+)
+async def test_a_step_whose_time_passed_falls_back_at_once_with_a_clear_reason(
+    advance: float, reason: str
+) -> None:
+    """Proposals past their end are not asked; the report says why there is no decision."""
     clock = ManualClock()
 
     def script(request: TurnRequest) -> Scripted | None:
         if request.step == "round-1" and request.agent == "analyst":
-            clock.advance(99.95)
-        return STALL if request.step == "proposals" and request.agent == "analyst" else None
+            clock.advance(advance)
+        return None
 
-    limits = Limits(session_deadline_s=100, turn_timeout_s=60)
-    log = await deliberate(ScriptedAgents(script), clock=clock, rounds=1, limits=limits)
-    stalled = turn(log, "proposals", "analyst")
-    assert stalled.fallback
-    assert stalled.reason == "timeout after 0s"  # not "after 60s"
-    assert [p.author for p in log.proposals()] == ["skeptic", "pragmatist"]
+    # The discussion's 30 s leave a 70 s reserve: proposals end by 65 s, votes by 100 s.
+    limits = Limits(session_deadline_s=100, discussion_share=0.3)
+    agents = ScriptedAgents(script)
+    log = await deliberate(agents, clock=clock, rounds=1, limits=limits)
+    assert agents.asked_for("proposals") == []
+    assert {turn(log, "proposals", agent).reason for agent in TEAM} == {reason}
+    assert log.completed is not None
+    degraded = log.completed.result.degraded
+    assert degraded[-1].reason == "no agent produced a valid proposal"
 
 
 # -- resume after a crash --------------------------------------------------------------------------
