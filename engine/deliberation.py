@@ -18,7 +18,7 @@ from engine.config import SessionConfig
 from engine.context import build_context
 from engine.early_stop import decide
 from engine.errors import AgentUnavailable
-from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted
+from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted, TurnsAsked
 from engine.history import SessionLog, ballot_options, map_ballot, round_step
 from engine.outcome import build_report
 from engine.ports import AgentPort, SessionStore
@@ -226,6 +226,11 @@ class Deliberation:
         """Ask every agent that has no turn for this step yet, all at once."""
         todo = [r for r in requests if self._log.turn(step, r.agent) is None]
         pending = {r.agent for r in todo}
+        if todo:
+            attempt = 1 + sum(1 for asked in self._log.asked if asked.step == step)
+            await self._record(
+                TurnsAsked(step=step, phase=phase, agents=[r.agent for r in todo], attempt=attempt)
+            )
         self._emit("step_started", step=step, phase=phase, round=round_no, pending=sorted(pending))
 
         async def one(request: TurnRequest) -> None:
@@ -280,7 +285,12 @@ class Deliberation:
                 reason = f"the time for {_STEP_NAMES[request.phase]} passed"
             empty.error = reason
             return TurnCompleted(
-                **base, reply=empty, fallback=True, reason=reason, ballot={} if labels is not None else None
+                **base,
+                reply=empty,
+                fallback=True,
+                reason=reason,
+                ballot={} if labels is not None else None,
+                unanswered=timeout > 0,  # a request went out and nothing came back
             )
         except AgentUnavailable as exc:
             empty.error = str(exc)

@@ -62,6 +62,7 @@ async def respond(persona: Persona, request: TurnRequest, llm: LLM) -> TurnReply
         try:
             response = await llm.complete(llm_request)
         except LLMError as exc:
+            usage = usage + Usage(llm_calls_failed=1)
             problem = f"model error: {exc}"
             break
         model = response.model

@@ -16,6 +16,7 @@ import pytest
 from bot import BadRequest, Runtime, SessionRequest, SessionRunner, Settings
 from engine.errors import BusUnavailable, RuleMismatch
 from engine.report import SessionReport
+from llms import import_litellm
 from tests.fakes.fake_llm import FakeLLM
 from tests.helpers import CONTRACT_KEYS
 from tests.servers import RedisProcess
@@ -195,3 +196,22 @@ async def _record(settings: Settings, session_id: str) -> Any:
         return await runtime.store.get_session(session_id)
     finally:
         await runtime.close()
+
+
+async def test_requests_to_a_stalled_provider_are_all_counted_and_marked_failed(
+    settings_for: Callable[..., Settings], fake_llm: FakeLLM
+) -> None:
+    """The provider accepts every request and never answers: each request sent is still a call."""
+    await asyncio.to_thread(import_litellm)  # so that the turns' time goes to the requests, not the import
+    fake_llm.set(stall=True)
+    runtime = await Runtime.open(settings_for(turn_timeout_s=3.0))
+    try:
+        report = await run(SessionRunner(runtime), rounds=1, team="compact")
+    finally:
+        await runtime.close()
+        fake_llm.set(stall=False)
+    # Every request the provider saw is counted; a turn the engine gave up on before its worker sent
+    # anything (a loaded machine) counts one call too, so the count may exceed the provider's.
+    assert 0 < fake_llm.request_count <= report.usage.llm_calls
+    assert report.usage.llm_calls_failed == report.usage.llm_calls
+    assert sum(u.llm_calls_failed for u in report.usage.by_phase.values()) == report.usage.llm_calls

@@ -16,10 +16,11 @@ import pytest
 
 from engine.config import Limits, SessionConfig
 from engine.deliberation import Deliberation
-from engine.errors import AgentUnavailable, BusUnavailable, StoreUnavailable
+from engine.errors import AgentUnavailable, BusUnavailable, LLMError, StoreUnavailable
 from engine.events import SessionCompleted, SessionEvent, TurnCompleted
 from engine.history import SessionLog
 from engine.ports import LLMRequest
+from engine.report import SessionUsage
 from engine.testing import (
     STALL,
     InMemoryStore,
@@ -342,6 +343,37 @@ async def test_a_stalled_agent_times_out_into_a_fallback_and_the_others_go_on() 
     assert [p.author for p in log.proposals()] == TEAM
 
 
+# -- usage: every request sent is counted ----------------------------------------------------------
+
+
+def session_usage(log: SessionLog) -> SessionUsage:
+    assert log.completed is not None
+    return log.completed.result.usage
+
+
+async def test_a_turn_that_timed_out_counts_its_request_as_a_failed_call() -> None:
+    agents = ScriptedAgents({("skeptic", "round-1"): STALL})
+    log = await deliberate(agents, rounds=1, limits=Limits(turn_timeout_s=0.05))
+    usage = session_usage(log)
+    assert (usage.llm_calls, usage.llm_calls_failed) == (9, 1)  # 8 answered turns and the stalled one
+    assert (usage.by_agent["skeptic"].llm_calls, usage.by_agent["skeptic"].llm_calls_failed) == (3, 1)
+    assert (usage.by_phase["discussion"].llm_calls, usage.by_phase["discussion"].llm_calls_failed) == (3, 1)
+    assert usage.by_phase["vote"].llm_calls_failed == 0
+
+
+async def test_a_provider_error_is_counted_as_a_failed_call() -> None:
+    def fail_for_the_skeptic(request: LLMRequest) -> str:
+        if request.metadata["agent"] == "skeptic":
+            raise LLMError("HTTP 500 from the provider")
+        return valid_json(request)
+
+    log = await deliberate(in_process(FunctionLLM(fail_for_the_skeptic)), rounds=1)
+    assert turn(log, "round-1", "skeptic").reason == "model error: HTTP 500 from the provider"
+    skeptic = session_usage(log).by_agent["skeptic"]
+    assert (skeptic.llm_calls, skeptic.llm_calls_failed) == (3, 3)
+    assert session_usage(log).by_agent["analyst"].llm_calls_failed == 0
+
+
 # -- budget ----------------------------------------------------------------------------------------
 
 
@@ -580,6 +612,25 @@ async def test_a_session_cancelled_mid_step_resumes_without_asking_a_completed_t
     await Deliberation(SESSION, cfg, agents=again, store=store).run()
     assert (again.asked[0].step, again.asked[0].agent) == ("round-2", "skeptic")
     assert len(again.asked) == 1 + 2 * len(TEAM)
+
+
+async def test_a_request_in_flight_when_the_process_stopped_is_counted_as_a_failed_call() -> None:
+    store = InMemoryStore()
+    cfg = config(rounds=ROUNDS, early_stop=False)
+    first = ScriptedAgents({("skeptic", "round-2"): STALL})
+    task = asyncio.create_task(Deliberation(SESSION, cfg, agents=first, store=store).run())
+    while len(turns_in(store.get_events(SESSION))) < 5:
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await Deliberation(SESSION, cfg, agents=ScriptedAgents(), store=store).run()
+    usage = session_usage(SessionLog(store.get_events(SESSION)))
+    assert (usage.llm_calls, usage.llm_calls_failed) == (len(ALL_TURNS) + 1, 1)
+    assert (usage.by_agent["skeptic"].llm_calls, usage.by_agent["skeptic"].llm_calls_failed) == (
+        ROUNDS + 3,
+        1,
+    )
 
 
 async def test_a_completed_session_is_not_run_again() -> None:

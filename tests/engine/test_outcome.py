@@ -22,6 +22,16 @@ def rebuilt(payloads: list[dict[str, Any]]) -> dict[str, Any]:
     return report.model_dump(mode="json")
 
 
+def with_no_failed_calls(usage: dict[str, Any]) -> dict[str, Any]:
+    """A stored usage document as it reads now: each usage gains `llm_calls_failed`, 0 here."""
+    return {
+        **usage,
+        "llm_calls_failed": 0,
+        "by_agent": {a: {**u, "llm_calls_failed": 0} for a, u in usage["by_agent"].items()},
+        "by_phase": {p: {**u, "llm_calls_failed": 0} for p, u in usage["by_phase"].items()},
+    }
+
+
 def shuffled_within_steps(payloads: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """The same log with each step's turns completed in another order, as concurrent turns may."""
     out: list[dict[str, Any]] = []
@@ -38,13 +48,18 @@ def shuffled_within_steps(payloads: list[dict[str, Any]], seed: int) -> list[dic
 
 def test_the_log_of_an_untyped_session_rebuilds_its_stored_document_with_the_exact_consensus() -> None:
     """The untyped code rounded the consensus (2 of 3 was 0.6667); the duration was taken as the report
-    was built, not at completion. Nothing else differs."""
+    was built, not at completion; usage had no `llm_calls_failed` (0 here). Nothing else differs."""
     _, payloads = untyped_session()
     stored = payloads[-1]["result"]
     assert stored["tally"]["consensus"] == 0.6667
     again = rebuilt(payloads)
     exact = {**stored["tally"], "consensus": 2 / 3}
-    assert again == {**stored, "tally": exact, "duration_s": again["duration_s"]}
+    assert again == {
+        **stored,
+        "tally": exact,
+        "duration_s": again["duration_s"],
+        "usage": with_no_failed_calls(stored["usage"]),
+    }
     assert again["duration_s"] >= stored["duration_s"]
 
 
