@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from engine.ballots import complete_ballot
 from engine.budget import budget_state
 from engine.config import SessionConfig
 from engine.context import build_context
@@ -297,7 +298,7 @@ class Deliberation:
             return TurnCompleted(
                 **base, reply=empty, fallback=True, reason=str(exc), ballot={} if labels is not None else None
             )
-        ballot = map_ballot(reply.ballot, labels) if labels is not None else None
+        ballot = complete_ballot(map_ballot(reply.ballot, labels)) if labels is not None else None
         problem = reply.error or _missing_payload(reply, request.phase)
         if problem:
             return TurnCompleted(**base, reply=reply, fallback=True, reason=problem, ballot=ballot)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot import BadRequest, Runtime, SessionRequest, SessionRunner, Settings
-from engine.errors import BusUnavailable, RuleMismatch
+from engine.errors import BusUnavailable
 from engine.report import SessionReport
 from llms import import_litellm
 from tests.fakes.fake_llm import FakeLLM
@@ -147,8 +147,12 @@ async def test_retally_counts_stored_ballots_under_another_rule(runner: SessionR
     assert again.tally is not None
     assert again.tally.rule == "condorcet"
     assert again.ballots == report.ballots
-    with pytest.raises(RuleMismatch, match="carry 'ranking'; rule 'rated' needs 'ratings'"):
-        await runner.retally(report.session_id, "rated")
+    # A ballot carries the voter's whole preference, so the rated and approval families count it too.
+    assert report.tally is not None
+    for rule in ("rated", "approval", "majority"):
+        other = await runner.retally(report.session_id, rule)
+        assert other.tally is not None
+        assert other.tally.valid_ballots == report.tally.valid_ballots
     with pytest.raises(BadRequest, match="unknown voting rule 'rnaked'"):
         await runner.retally(report.session_id, "rnaked")
 

@@ -19,8 +19,10 @@ from engine.deliberation import Deliberation
 from engine.errors import AgentUnavailable, BusUnavailable, LLMError, StoreUnavailable
 from engine.events import SessionCompleted, SessionEvent, TurnCompleted
 from engine.history import SessionLog
+from engine.outcome import retally
 from engine.ports import LLMRequest
 from engine.report import SessionUsage
+from engine.rules import VOTING_RULES, VotingRule
 from engine.testing import (
     STALL,
     InMemoryStore,
@@ -239,12 +241,9 @@ def valid_json(request: LLMRequest) -> str:
     if request.schema_name == "proposal":
         return json.dumps({"title": f"{agent} plan", "description": "do it", "benefits": [], "steps": []})
     assert request.json_schema is not None
-    field, shape = next((k, v) for k, v in request.json_schema["properties"].items() if k != "reason")
-    if field == "choice":
-        return json.dumps({"choice": shape["enum"][0], "reason": "best"})
-    if field == "ratings":
-        return json.dumps({"ratings": dict.fromkeys(shape["properties"], 3), "reason": "fine"})
-    return json.dumps({field: shape["items"]["enum"], "reason": "in order"})
+    labels = request.json_schema["properties"]["ranking"]["items"]["enum"]
+    ratings = {label: max(1, 5 - i) for i, label in enumerate(labels)}
+    return json.dumps({"ranking": labels, "ratings": ratings, "reason": "in order"})
 
 
 def is_repair(request: LLMRequest) -> bool:
@@ -372,6 +371,22 @@ async def test_a_provider_error_is_counted_as_a_failed_call() -> None:
     skeptic = session_usage(log).by_agent["skeptic"]
     assert (skeptic.llm_calls, skeptic.llm_calls_failed) == (3, 3)
     assert session_usage(log).by_agent["analyst"].llm_calls_failed == 0
+
+
+# -- ballots carry the whole preference ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", VOTING_RULES)
+async def test_a_session_re_counts_under_any_rule_from_its_stored_ballots(rule: VotingRule) -> None:
+    log = await deliberate(in_process(FunctionLLM(valid_json)), rounds=1, voting_rule="rated")
+    stored = [t.ballot for t in log.turns.values() if t.step == "votes"]
+    assert all(b is not None and {"choice", "ratings", "ranking", "approve"} <= b.keys() for b in stored)
+    recount = retally(log, rule)
+    assert recount is not None
+    assert recount.rule == rule
+    assert recount.valid_ballots == len(TEAM)
+    assert recount.invalid == []
+    assert retally(SessionLog(log.events), rule) == recount  # offline, and the same every time
 
 
 # -- budget ----------------------------------------------------------------------------------------

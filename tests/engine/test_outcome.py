@@ -6,11 +6,13 @@ import json
 import random
 from typing import Any
 
+import pytest
 from pydantic import TypeAdapter
 
+from engine.errors import RuleMismatch
 from engine.events import SessionEvent
 from engine.history import SessionLog
-from engine.outcome import build_report
+from engine.outcome import build_report, retally
 from tests.storage.untyped import untyped_session
 
 _EVENTS: TypeAdapter[list[SessionEvent]] = TypeAdapter(list[SessionEvent])
@@ -84,3 +86,14 @@ def test_the_order_turns_completed_in_changes_no_byte_of_the_document() -> None:
     ]
     assert [t["agent"] for t in document["transcript"]] == team
     assert [b["voter"] for b in document["ballots"]] == team
+
+
+def test_an_old_session_with_ballots_of_one_family_recounts_only_within_it() -> None:
+    """Stored before ballots carried the whole preference: its `choice` ballots fit majority and unanimity."""
+    _, payloads = untyped_session()
+    log = SessionLog(_EVENTS.validate_python(payloads))
+    recount = retally(log, "unanimity")
+    assert recount is not None
+    assert recount.rule == "unanimity"
+    with pytest.raises(RuleMismatch, match="can be re-counted under: majority, unanimity"):
+        retally(log, "ranked")
