@@ -27,14 +27,17 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     llm_calls_failed: int = 0
+    #: Of the failed calls, those the provider answered with a 429 or a 5xx and that were tried again.
+    llm_retries: int = 0
 
     @model_serializer(mode="wrap")
     def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave out `llm_calls_failed` when it was never set, so a usage stored before it existed
-        reads back with exactly the keys it had; any usage counted now sets it."""
+        """Leave out the newer counts when they were never set, so a usage stored before they existed
+        reads back with exactly the keys it had; any usage counted now sets them."""
         data: dict[str, Any] = handler(self)
-        if "llm_calls_failed" not in self.model_fields_set:
-            data.pop("llm_calls_failed", None)
+        for name in ("llm_calls_failed", "llm_retries"):
+            if name not in self.model_fields_set:
+                data.pop(name, None)
         return data
 
     def __add__(self, other: Usage) -> Usage:
@@ -44,6 +47,7 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
             llm_calls_failed=self.llm_calls_failed + other.llm_calls_failed,
+            llm_retries=self.llm_retries + other.llm_retries,
         )
 
     @property

@@ -65,12 +65,32 @@ async def test_a_session_runs_unchanged_over_the_in_memory_bus(
     assert report.usage.llm_calls == 20 == fake_llm.request_count
 
 
-async def test_a_failing_provider_degrades_but_completes(runner: SessionRunner, fake_llm: FakeLLM) -> None:
+async def test_a_flaky_provider_is_retried_and_every_request_is_counted(
+    runner: SessionRunner, fake_llm: FakeLLM
+) -> None:
+    """Half the calls fail with a 500: they are tried again within the turn's timeout."""
     fake_llm.set(error_rate=0.5, seed=3)
     report = await run(runner, rounds=2, voting="approval")
     assert report.status == "completed"
-    assert report.degraded, "half the calls failed, so some turns must be marked"
-    assert all("model error" in d.reason for d in report.degraded if d.agent)
+    assert report.usage.llm_retries > 0
+    assert report.usage.llm_calls == fake_llm.request_count
+    assert report.usage.llm_calls_failed >= report.usage.llm_retries
+
+
+async def test_a_failing_provider_degrades_but_completes(
+    settings_for: Callable[..., Settings], fake_llm: FakeLLM
+) -> None:
+    """Every call fails with a 500, retried until the turn's timeout: the session still completes."""
+    await asyncio.to_thread(import_litellm)  # so that the turns' time goes to the requests, not the import
+    fake_llm.set(error_rate=1.0)
+    runtime = await Runtime.open(settings_for(turn_timeout_s=2.0))
+    try:
+        report = await run(SessionRunner(runtime), rounds=1, team="compact")
+    finally:
+        await runtime.close()
+    assert report.status == "completed"
+    assert report.degraded, "every call failed, so every turn must be marked"
+    assert all("model error" in d.reason and "HTTP 500" in d.reason for d in report.degraded if d.agent)
 
 
 async def test_a_resumed_session_never_asks_for_a_completed_turn_again(

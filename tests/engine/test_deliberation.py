@@ -20,7 +20,7 @@ from engine.errors import AgentUnavailable, BusUnavailable, LLMError, StoreUnava
 from engine.events import SessionCompleted, SessionEvent, TurnCompleted
 from engine.history import SessionLog
 from engine.outcome import retally
-from engine.ports import LLMRequest
+from engine.ports import LLMRequest, LLMResponse
 from engine.report import SessionUsage
 from engine.rules import VOTING_RULES, VotingRule
 from engine.testing import (
@@ -358,6 +358,15 @@ async def test_a_turn_that_timed_out_counts_its_request_as_a_failed_call() -> No
     assert (usage.by_agent["skeptic"].llm_calls, usage.by_agent["skeptic"].llm_calls_failed) == (3, 1)
     assert (usage.by_phase["discussion"].llm_calls, usage.by_phase["discussion"].llm_calls_failed) == (3, 1)
     assert usage.by_phase["vote"].llm_calls_failed == 0
+
+
+async def test_requests_the_model_client_retried_are_counted_as_failed_calls_and_retries() -> None:
+    llm = FunctionLLM(lambda r: LLMResponse(text=valid_json(r), model="m", retries=1))
+    log = await deliberate(in_process(llm), rounds=1)
+    usage = session_usage(log)
+    turns = 3 * len(TEAM)
+    assert (usage.llm_calls, usage.llm_calls_failed, usage.llm_retries) == (2 * turns, turns, turns)
+    assert usage.by_phase["vote"].llm_retries == len(TEAM)
 
 
 async def test_a_provider_error_is_counted_as_a_failed_call() -> None:

@@ -74,4 +74,8 @@ def test_a_late_reply_brings_its_usage_marked_failed_in_place_of_the_unanswered_
 def test_a_usage_stored_before_failed_calls_were_counted_reads_back_with_the_same_keys() -> None:
     stored = {"llm_calls": 3, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.0}
     assert Usage.model_validate(stored).model_dump() == stored
-    assert (Usage.model_validate(stored) + Usage()).model_dump() == {**stored, "llm_calls_failed": 0}
+    assert (Usage.model_validate(stored) + Usage()).model_dump() == {
+        **stored,
+        "llm_calls_failed": 0,
+        "llm_retries": 0,
+    }

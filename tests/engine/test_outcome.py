@@ -25,12 +25,13 @@ def rebuilt(payloads: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def with_no_failed_calls(usage: dict[str, Any]) -> dict[str, Any]:
-    """A stored usage document as it reads now: each usage gains `llm_calls_failed`, 0 here."""
+    """A stored usage document as it reads now: each usage gains `llm_calls_failed` and `llm_retries`."""
+    newer = {"llm_calls_failed": 0, "llm_retries": 0}
     return {
         **usage,
-        "llm_calls_failed": 0,
-        "by_agent": {a: {**u, "llm_calls_failed": 0} for a, u in usage["by_agent"].items()},
-        "by_phase": {p: {**u, "llm_calls_failed": 0} for p, u in usage["by_phase"].items()},
+        **newer,
+        "by_agent": {a: {**u, **newer} for a, u in usage["by_agent"].items()},
+        "by_phase": {p: {**u, **newer} for p, u in usage["by_phase"].items()},
     }
 
 
@@ -50,7 +51,8 @@ def shuffled_within_steps(payloads: list[dict[str, Any]], seed: int) -> list[dic
 
 def test_the_log_of_an_untyped_session_rebuilds_its_stored_document_with_the_exact_consensus() -> None:
     """The untyped code rounded the consensus (2 of 3 was 0.6667); the duration was taken as the report
-    was built, not at completion; usage had no `llm_calls_failed` (0 here). Nothing else differs."""
+    was built, not at completion; usage had no `llm_calls_failed` and `llm_retries` (0 here). Nothing
+    else differs."""
     _, payloads = untyped_session()
     stored = payloads[-1]["result"]
     assert stored["tally"]["consensus"] == 0.6667
