@@ -68,6 +68,34 @@ def ballot_fits(rule: VotingRule, ballot: Mapping[str, Any]) -> bool:
     return is_abstention(ballot) or BALLOT_FIELD[rule] in ballot
 
 
+#: A rating at or above this approves the candidate, when a ballot's approvals are derived.
+APPROVAL_RATING = 4
+
+
+def complete_ballot(ballot: Mapping[str, Any]) -> dict[str, Any]:
+    """A cast ballot with its `choice` and `approve` derived from its `ranking` and `ratings`.
+
+    A ballot carries the voter's whole preference, so that one ballot counts under every rule: the
+    `choice` is the first of the ranking, and the approvals are the candidates rated
+    `APPROVAL_RATING` or more, or the first of the ranking when none is. A field the ballot already
+    has is kept as cast, and nothing is derived from a field of the wrong type: `read_ballot` then
+    rejects the ballot with its reason, whatever the rule.
+    """
+    out = dict(ballot)
+    ranking, ratings = out.get("ranking"), out.get("ratings")
+    if not isinstance(ranking, list) or not ranking or not isinstance(ratings, dict):
+        return out
+    out.setdefault("choice", ranking[0])
+    liked = [c for c in ranking if isinstance(ratings.get(c), int) and ratings[c] >= APPROVAL_RATING]
+    liked += sorted(
+        c
+        for c, r in ratings.items()
+        if c not in liked and isinstance(c, str) and isinstance(r, int) and r >= APPROVAL_RATING
+    )
+    out.setdefault("approve", liked or ranking[:1])
+    return out
+
+
 def read_ballot(
     rule: VotingRule,
     ballot: Mapping[str, Any],

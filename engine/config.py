@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, field_validator
 
 from engine.rules import VotingRule
+from engine.turns import Phase
 
 MAX_ROUNDS = 5
 MAX_TOPIC_CHARS = 4000
@@ -15,7 +16,9 @@ class Limits(BaseModel):
 
     turn_timeout_s: float = Field(default=60.0, gt=0)
     session_deadline_s: float = Field(default=300.0, gt=0)
-    #: No discussion round starts after this share of the deadline, so proposals and votes fit.
+    #: The discussion's share of the deadline: no round starts, and no discussion turn runs, past it.
+    #: The rest is the reserve for proposals and votes, which split it in halves: proposal turns end
+    #: by the middle of it, and the votes keep the last half however long the earlier steps stalled.
     discussion_share: float = Field(default=0.6, gt=0, le=1)
     budget_tokens: int | None = Field(default=200_000, gt=0)
     budget_usd: float | None = Field(default=None, gt=0)
@@ -25,6 +28,12 @@ class Limits(BaseModel):
     context_chars: int = Field(default=3000, ge=200)
     #: Characters of one message kept in the context.
     message_chars: int = Field(default=600, ge=50)
+
+    def step_end_s(self, phase: Phase) -> float:
+        """Seconds from the session's start by which a turn of `phase` must end."""
+        reserve = 1.0 - self.discussion_share
+        share = {"discussion": self.discussion_share, "proposal": 1.0 - reserve / 2, "vote": 1.0}[phase]
+        return share * self.session_deadline_s
 
 
 class SessionConfig(BaseModel):

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from engine.ballots import complete_ballot
 from engine.budget import budget_state
 from engine.config import SessionConfig
 from engine.context import build_context
 from engine.early_stop import decide
 from engine.errors import AgentUnavailable
-from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted
+from engine.events import SessionCompleted, SessionStarted, StepCompleted, TurnCompleted, TurnsAsked
 from engine.history import SessionLog, ballot_options, map_ballot, round_step
 from engine.outcome import build_report
 from engine.ports import AgentPort, SessionStore
@@ -30,6 +31,7 @@ log = logging.getLogger("roundtable.engine")
 
 #: The worker's own model timeout is a little shorter than the turn's, so it can still reply.
 _WORKER_MARGIN_S = 0.5
+_STEP_NAMES: dict[Phase, str] = {"discussion": "the discussion", "proposal": "proposals", "vote": "votes"}
 
 
 class Deliberation:
@@ -97,7 +99,7 @@ class Deliberation:
             step = round_step(r)
             done = self._log.steps.get(step)
             if done is None:
-                if r > 1 and self._elapsed() > limits.discussion_share * limits.session_deadline_s:
+                if r > 1 and self._elapsed() >= limits.step_end_s("discussion"):
                     reason, stopped = f"time: {self._elapsed():.0f}s of the session deadline used", True
                     break
                 context, summary = build_context(
@@ -225,6 +227,11 @@ class Deliberation:
         """Ask every agent that has no turn for this step yet, all at once."""
         todo = [r for r in requests if self._log.turn(step, r.agent) is None]
         pending = {r.agent for r in todo}
+        if todo:
+            attempt = 1 + sum(1 for asked in self._log.asked if asked.step == step)
+            await self._record(
+                TurnsAsked(step=step, phase=phase, agents=[r.agent for r in todo], attempt=attempt)
+            )
         self._emit("step_started", step=step, phase=phase, round=round_no, pending=sorted(pending))
 
         async def one(request: TurnRequest) -> None:
@@ -253,8 +260,15 @@ class Deliberation:
             raise
 
     async def _ask(self, request: TurnRequest, labels: dict[str, str] | None) -> TurnCompleted:
-        """One turn, or its fallback. Transport failures (`BusUnavailable`) propagate."""
-        timeout = min(self.config.limits.turn_timeout_s, self._deadline - self._clock())
+        """One turn, or its fallback. Transport failures (`BusUnavailable`) propagate.
+
+        A turn gets no more time than its step's end (`Limits.step_end_s`), so a stalling discussion
+        cannot eat the reserve that proposals and votes need.
+        """
+        limits = self.config.limits
+        now = self._clock()
+        step_end = self._started + limits.step_end_s(request.phase)
+        timeout = min(limits.turn_timeout_s, step_end - now)
         base = {"step": request.step, "agent": request.agent}
         empty = TurnReply(
             session_id=self.session_id, step=request.step, agent=request.agent, phase=request.phase
@@ -264,18 +278,27 @@ class Deliberation:
                 raise TimeoutError
             reply = await asyncio.wait_for(self._agents.ask(request), timeout)
         except TimeoutError:
-            why = "timeout" if timeout > 0 else "session deadline passed"
-            reason = f"{why} after {max(0.0, timeout):.0f}s" if timeout > 0 else why
+            if timeout > 0:
+                reason = f"timeout after {timeout:.0f}s"
+            elif now >= self._deadline:
+                reason = "session deadline passed"
+            else:
+                reason = f"the time for {_STEP_NAMES[request.phase]} passed"
             empty.error = reason
             return TurnCompleted(
-                **base, reply=empty, fallback=True, reason=reason, ballot={} if labels is not None else None
+                **base,
+                reply=empty,
+                fallback=True,
+                reason=reason,
+                ballot={} if labels is not None else None,
+                unanswered=timeout > 0,  # a request went out and nothing came back
             )
         except AgentUnavailable as exc:
             empty.error = str(exc)
             return TurnCompleted(
                 **base, reply=empty, fallback=True, reason=str(exc), ballot={} if labels is not None else None
             )
-        ballot = map_ballot(reply.ballot, labels) if labels is not None else None
+        ballot = complete_ballot(map_ballot(reply.ballot, labels)) if labels is not None else None
         problem = reply.error or _missing_payload(reply, request.phase)
         if problem:
             return TurnCompleted(**base, reply=reply, fallback=True, reason=problem, ballot=ballot)

@@ -114,7 +114,16 @@ class RequestFailed(AgentUnavailable):
 
 
 class LLMError(RoundTableError):
-    """The model provider failed: HTTP error, refused connection or timeout."""
+    """The model provider failed: HTTP error, refused connection or timeout.
+
+    `status` is the provider's HTTP status, when there was one; `retries` counts the requests that
+    failed and were retried before this last one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retries: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retries = retries
 
 
 class LLMOutputInvalid(LLMError):

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from engine.report import SessionReport
-from engine.turns import TurnReply
+from engine.turns import Phase, TurnReply
 
 
 def _now() -> datetime:
@@ -47,6 +47,28 @@ class TurnCompleted(_Event):
     reason: str | None = None
     #: For votes: the ballot in proposal ids (labels mapped back), exactly as it is counted.
     ballot: dict[str, Any] | None = None
+    #: The engine stopped waiting for a request it had sent (the turn timed out): its model call
+    #: counts as failed unless a late reply brings its usage.
+    unanswered: bool = False
+
+
+class TurnsAsked(_Event):
+    """The turns of one step, recorded just before they are sent to their agents.
+
+    A turn that never comes back (it timed out and no late reply came, or it was in flight when the
+    process died) still cost a model request, and the usage counts one failed call for it. A resume
+    sends the step's missing turns again, under the next `attempt`, which keeps each send its own key.
+    """
+
+    kind: Literal["turns_asked"] = "turns_asked"
+    step: str
+    phase: Phase
+    agents: list[str]
+    attempt: int = 1
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.step, f"attempt-{self.attempt}")
 
 
 class StepCompleted(_Event):
@@ -81,6 +103,12 @@ class SessionFailed(_Event):
 
 
 SessionEvent = Annotated[
-    SessionStarted | TurnCompleted | StepCompleted | LateUsage | SessionCompleted | SessionFailed,
+    SessionStarted
+    | TurnsAsked
+    | TurnCompleted
+    | StepCompleted
+    | LateUsage
+    | SessionCompleted
+    | SessionFailed,
     Field(discriminator="kind"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,9 +16,10 @@ from engine.events import (
     SessionStarted,
     StepCompleted,
     TurnCompleted,
+    TurnsAsked,
 )
 from engine.report import ProposalRecord
-from engine.turns import BallotOption, DiscussionTurn, Usage
+from engine.turns import BallotOption, DiscussionTurn, Phase, Usage
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -37,6 +39,7 @@ class SessionLog:
         self.turns: dict[tuple[str, str], TurnCompleted] = {}
         self.steps: dict[str, StepCompleted] = {}
         self.late: list[LateUsage] = []
+        self.asked: list[TurnsAsked] = []
         for event in events:
             self.add(event)
 
@@ -49,6 +52,8 @@ class SessionLog:
             self.steps[event.step] = event
         elif isinstance(event, LateUsage):
             self.late.append(event)
+        elif isinstance(event, TurnsAsked):
+            self.asked.append(event)
         elif isinstance(event, SessionCompleted):
             self.completed = event
         elif isinstance(event, SessionFailed):
@@ -100,16 +105,45 @@ class SessionLog:
         return records
 
     def usage(self) -> tuple[Usage, dict[str, Usage], dict[str, Usage]]:
-        """Total usage, by agent and by phase, including late replies."""
+        """Total usage, by agent and by phase: every reply's, late ones included, and unanswered turns.
+
+        A late reply came after its turn had timed out, so its calls count as failed. A turn sent and
+        never answered counts one failed call.
+        """
         total = Usage()
         by_agent: dict[str, Usage] = {}
         by_phase: dict[str, Usage] = {}
-        replies = [t.reply for t in self.turns.values()] + [late.reply for late in self.late]
-        for reply in replies:
-            total = total + reply.usage
-            by_agent[reply.agent] = by_agent.get(reply.agent, Usage()) + reply.usage
-            by_phase[reply.phase] = by_phase.get(reply.phase, Usage()) + reply.usage
+        spent: list[tuple[str, str, Usage]] = [
+            (t.agent, t.reply.phase, t.reply.usage) for t in self.turns.values()
+        ]
+        for late in self.late:
+            usage = late.reply.usage
+            spent.append(
+                (late.agent, late.reply.phase, usage.model_copy(update={"llm_calls_failed": usage.llm_calls}))
+            )
+        spent += [
+            (agent, phase, Usage(llm_calls=1, llm_calls_failed=1)) for agent, phase in self._unanswered()
+        ]
+        for agent, phase, usage in spent:
+            total = total + usage
+            by_agent[agent] = by_agent.get(agent, Usage()) + usage
+            by_phase[phase] = by_phase.get(phase, Usage()) + usage
         return total, by_agent, by_phase
+
+    def _unanswered(self) -> list[tuple[str, Phase]]:
+        """(agent, phase) for each turn sent whose reply never came back, not even late."""
+        sent: Counter[tuple[str, str]] = Counter()
+        phases: dict[str, Phase] = {}
+        for asked in self.asked:
+            phases[asked.step] = asked.phase
+            sent.update((asked.step, agent) for agent in asked.agents)
+        settled = Counter((late.step, late.agent) for late in self.late)
+        settled.update(key for key, turn in self.turns.items() if not turn.unanswered)
+        return [
+            (agent, phases[step])
+            for (step, agent), n in sent.items()
+            for _ in range(max(0, n - settled[(step, agent)]))
+        ]
 
 
 def ballot_options(

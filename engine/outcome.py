@@ -167,6 +167,8 @@ def _usage(log: SessionLog) -> SessionUsage:
         prompt_tokens=total.prompt_tokens,
         completion_tokens=total.completion_tokens,
         cost_usd=round(total.cost_usd, _COST_DIGITS),
+        llm_calls_failed=total.llm_calls_failed,
+        llm_retries=total.llm_retries,
         by_agent={a: by_agent[a] for a in agents if a in by_agent},
         by_phase={phase: by_phase[phase] for phase in phases if phase in by_phase},
     )

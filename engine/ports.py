@@ -40,6 +40,8 @@ class LLMResponse(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    #: Requests that failed (429, 5xx) and were tried again before this reply.
+    retries: int = 0
 
 
 @runtime_checkable

@@ -10,17 +10,11 @@ from engine.ports import ChatMessage
 from engine.turns import TurnRequest
 from personas import Persona
 
-_RULE_HOW: dict[str, str] = {
-    "majority": 'Pick the single best option: {"choice": "<label>", "reason": "..."}',
-    "unanimity": 'Pick the single best option: {"choice": "<label>", "reason": "..."}',
-    "rated": (
-        "Rate every option from 1 (poor) to 5 (excellent): "
-        '{"ratings": {"<label>": 1-5, ...}, "reason": "..."}'
-    ),
-    "ranked": 'Rank the options, best first, each once: {"ranking": ["<label>", ...], "reason": "..."}',
-    "condorcet": 'Rank the options, best first, each once: {"ranking": ["<label>", ...], "reason": "..."}',
-    "approval": 'List every option you would accept: {"approve": ["<label>", ...], "reason": "..."}',
-}
+#: One ballot under every rule: the voter's whole preference, so any rule can count it.
+_HOW_TO_VOTE = (
+    "Rank the options, best first, each once, and rate each from 1 (poor) to 5 (excellent): "
+    '{"ranking": ["<label>", ...], "ratings": {"<label>": 1-5, ...}, "reason": "..."}'
+)
 
 
 def system_prompt(persona: Persona) -> str:
@@ -61,8 +55,7 @@ def user_prompt(request: TurnRequest) -> str:
         )
     else:
         options = "\n".join(f"Option {o.label}: {o.title}. {o.description}" for o in request.options)
-        how = _RULE_HOW[request.voting_rule or "majority"]
-        parts.append(f"Vote on these proposals. Judge each on its merits.\n{options}\n{how}")
+        parts.append(f"Vote on these proposals. Judge each on its merits.\n{options}\n{_HOW_TO_VOTE}")
     return "\n\n".join(parts)
 
 

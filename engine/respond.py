@@ -62,13 +62,18 @@ async def respond(persona: Persona, request: TurnRequest, llm: LLM) -> TurnReply
         try:
             response = await llm.complete(llm_request)
         except LLMError as exc:
+            usage = usage + _retried(exc.retries) + Usage(llm_calls_failed=1)
             problem = f"model error: {exc}"
             break
         model = response.model
-        usage = usage + Usage(
-            prompt_tokens=response.prompt_tokens,
-            completion_tokens=response.completion_tokens,
-            cost_usd=response.cost_usd,
+        usage = (
+            usage
+            + _retried(response.retries)
+            + Usage(
+                prompt_tokens=response.prompt_tokens,
+                completion_tokens=response.completion_tokens,
+                cost_usd=response.cost_usd,
+            )
         )
         raws.append(response.text)
         try:
@@ -90,6 +95,11 @@ async def respond(persona: Persona, request: TurnRequest, llm: LLM) -> TurnReply
     reply.raw_outputs = raws
     reply.latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return reply
+
+
+def _retried(retries: int) -> Usage:
+    """What the requests a provider failed and the model client tried again add to usage."""
+    return Usage(llm_calls=retries, llm_calls_failed=retries, llm_retries=retries)
 
 
 def _fill(reply: TurnReply, request: TurnRequest, text: str) -> None:

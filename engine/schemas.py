@@ -42,29 +42,31 @@ PROPOSAL_SCHEMA: dict[str, Any] = {
 
 
 def ballot_schema(rule: VotingRule, labels: list[str]) -> dict[str, Any]:
-    """The ballot shape for a rule, with the voter's option labels as the only allowed values."""
+    """The ballot shape, with the voter's option labels as the only allowed values.
+
+    Under every rule a ballot carries the voter's whole preference: a ranking of the options, best
+    first, and a rating of each from 1 to 5. The engine derives the `choice` (the first of the ranking)
+    and the approvals from them (`engine.ballots.complete_ballot`), so a stored session re-counts under
+    any rule. The rule only puts its own field first, so that a small model writes it first.
+    """
     label = {"type": "string", "enum": labels}
-    field: dict[str, Any]
-    if rule in ("majority", "unanimity"):
-        name, field = "choice", label
-    elif rule == "rated":
-        name = "ratings"
-        field = {
+    fields: dict[str, dict[str, Any]] = {
+        "ranking": {"type": "array", "items": label, "minItems": 1, "maxItems": len(labels)},
+        "ratings": {
             "type": "object",
             "properties": {lab: {"type": "integer", "minimum": 1, "maximum": 5} for lab in labels},
             "required": labels,
             "additionalProperties": False,
-        }
-    elif rule == "approval":
-        name = "approve"
-        field = {"type": "array", "items": label, "minItems": 1, "maxItems": len(labels)}
-    else:  # ranked, condorcet
-        name = "ranking"
-        field = {"type": "array", "items": label, "minItems": 1, "maxItems": len(labels)}
+        },
+    }
+    order = ["ratings", "ranking"] if rule == "rated" else ["ranking", "ratings"]
     return {
         "type": "object",
-        "properties": {name: field, "reason": {"type": "string", "maxLength": 300}},
-        "required": [name, "reason"],
+        "properties": {
+            **{name: fields[name] for name in order},
+            "reason": {"type": "string", "maxLength": 300},
+        },
+        "required": [*order, "reason"],
         "additionalProperties": False,
     }
 
@@ -122,30 +124,38 @@ def parse_ballot(text: str, rule: VotingRule, labels: list[str]) -> dict[str, An
 
 
 def ballot_problem(data: dict[str, Any], rule: VotingRule, labels: list[str]) -> str | None:
-    """Why a ballot in labels is invalid for a rule, or None when it is valid."""
-    known = set(labels)
-    if rule in ("majority", "unanimity"):
-        choice = data.get("choice")
-        if not isinstance(choice, str):
-            return "missing field 'choice'"
-        return None if choice in known else f"unknown option {choice!r}; choose one of {', '.join(labels)}"
-    if rule == "rated":
-        ratings = data.get("ratings")
-        if not isinstance(ratings, dict) or not ratings:
-            return "missing field 'ratings'"
-        for key, value in ratings.items():
-            if key not in known:
-                return f"unknown option {key!r}; choose from {', '.join(labels)}"
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
-                return f"rating {value!r} for {key!r} is outside 1-5"
-        return None
-    name = "approve" if rule == "approval" else "ranking"
-    items = data.get(name)
+    """Why a ballot in labels is invalid, or None when it is valid.
+
+    A ballot carries the voter's whole preference, a `ranking` and `ratings`, whatever the rule; `rule`
+    decides only which of the two is checked first.
+    """
+    order = (_ratings_problem, _ranking_problem) if rule == "rated" else (_ranking_problem, _ratings_problem)
+    for check in order:
+        problem = check(data, labels)
+        if problem:
+            return problem
+    return None
+
+
+def _ratings_problem(data: dict[str, Any], labels: list[str]) -> str | None:
+    ratings = data.get("ratings")
+    if not isinstance(ratings, dict) or not ratings:
+        return "missing field 'ratings'"
+    for key, value in ratings.items():
+        if key not in labels:
+            return f"unknown option {key!r}; choose from {', '.join(labels)}"
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+            return f"rating {value!r} for {key!r} is outside 1-5"
+    return None
+
+
+def _ranking_problem(data: dict[str, Any], labels: list[str]) -> str | None:
+    items = data.get("ranking")
     if not isinstance(items, list) or not items:
-        return f"missing field {name!r}"
+        return "missing field 'ranking'"
     seen: set[str] = set()
     for item in items:
-        if item not in known:
+        if item not in labels:
             return f"unknown option {item!r}; choose from {', '.join(labels)}"
         if item in seen:
             return f"option {item!r} is listed twice"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from engine.rules import VotingRule
 
@@ -15,10 +15,30 @@ Phase = Literal["discussion", "proposal", "vote"]
 
 
 class Usage(BaseModel):
+    """What model calls used.
+
+    `llm_calls` counts every request sent to a model. `llm_calls_failed` counts those of them that
+    brought nothing back in time: the provider failed it, it timed out, its reply came after the turn
+    had timed out, or it was in flight when the process died.
+    """
+
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    llm_calls_failed: int = 0
+    #: Of the failed calls, those the provider answered with a 429 or a 5xx and that were tried again.
+    llm_retries: int = 0
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out the newer counts when they were never set, so a usage stored before they existed
+        reads back with exactly the keys it had; any usage counted now sets them."""
+        data: dict[str, Any] = handler(self)
+        for name in ("llm_calls_failed", "llm_retries"):
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -26,6 +46,8 @@ class Usage(BaseModel):
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 10),
+            llm_calls_failed=self.llm_calls_failed + other.llm_calls_failed,
+            llm_retries=self.llm_retries + other.llm_retries,
         )
 
     @property

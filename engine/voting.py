@@ -21,6 +21,7 @@ from engine.rules import VOTING_RULES, VotingRule
 from engine.tiebreak import Evidence, TieBreak, condorcet_winner, copeland_scores, order_tied
 
 __all__ = [
+    "DUPLICATE_VOTER",
     "InvalidBallot",
     "TallyInput",
     "TallyResult",
@@ -30,6 +31,8 @@ __all__ = [
     "tally_jsonl_line",
 ]
 
+#: The reason a second ballot from the same voter is invalid.
+DUPLICATE_VOTER = "duplicate voter"
 _CHOICE_RULES: tuple[VotingRule, ...] = ("majority", "unanimity")
 _PAIRWISE_RULES: tuple[VotingRule, ...] = ("ranked", "condorcet")
 #: `score_share` has always been written to 4 decimals; tally.md asks only `consensus` to be exact.
@@ -94,11 +97,17 @@ def tally(doc: TallyInput) -> TallyResult:
     valid: list[Preference] = []
     invalid: list[InvalidBallot] = []
     deliberate = 0
+    voted: set[str] = set()
     for ballot in doc.ballots:
+        voter = ballot["voter"]
+        if voter in voted:
+            # The first ballot a voter casts (an abstention too) is the one that counts.
+            invalid.append(InvalidBallot(voter=voter, reason=DUPLICATE_VOTER))
+            continue
+        voted.add(voter)
         if is_abstention(ballot):
             deliberate += 1
             continue
-        voter = ballot.get("voter")
         own = {c for c, author in doc.authors.items() if author == voter} if doc.recusal else set()
         read = read_ballot(doc.rule, ballot, candidates=candidates, own=own)
         if isinstance(read, InvalidBallot):

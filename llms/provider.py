@@ -10,6 +10,8 @@ a model imports LiteLLM itself. Provider failures are mapped to `LLMError` in on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
 import json
 import logging
 import os
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -136,17 +139,30 @@ class LiteLLMModel:
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key
         started = time.perf_counter()
-        with _provider_errors(model, request.timeout_s, self.api_base):
-            async with asyncio.timeout(request.timeout_s + TIMEOUT_GRACE_S):
-                response = await litellm.acompletion(
-                    model=model,
-                    messages=messages,
-                    temperature=request.temperature,
-                    max_tokens=request.max_tokens,
-                    timeout=request.timeout_s,
-                    num_retries=0,
-                    **kwargs,
-                )
+        deadline = started + request.timeout_s
+        retries = 0
+        while True:
+            left = deadline - time.perf_counter()
+            try:
+                with _provider_errors(model, request.timeout_s, self.api_base, retries=retries):
+                    async with asyncio.timeout(left + TIMEOUT_GRACE_S):
+                        response = await litellm.acompletion(
+                            model=model,
+                            messages=messages,
+                            temperature=request.temperature,
+                            max_tokens=request.max_tokens,
+                            timeout=left,
+                            num_retries=0,
+                            **kwargs,
+                        )
+                break
+            except LLMError as exc:
+                delay = retry_delay_s(exc.__cause__, retries)
+                if delay is None or time.perf_counter() + delay >= deadline:
+                    raise
+                log.info("roundtable.llm_retry model=%s status=%s delay_s=%.2f", model, exc.status, delay)
+                await asyncio.sleep(delay)
+                retries += 1
         latency_ms = (time.perf_counter() - started) * 1000
         usage = getattr(response, "usage", None)
         return LLMResponse(
@@ -156,6 +172,7 @@ class LiteLLMModel:
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             cost_usd=_cost(litellm, response),
             latency_ms=round(latency_ms, 1),
+            retries=retries,
         )
 
     def _takes_json_schema(self, litellm: ModuleType, model: str) -> bool:
@@ -194,8 +211,45 @@ def schema_in_prompt(messages: list[dict[str, Any]], schema: dict[str, Any]) -> 
     return [{"role": "system", "content": instruction}, *messages]
 
 
+#: HTTP statuses worth another try: rate limited, or a server error that may pass.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The first backoff, doubled on each retry, when the provider sends no `Retry-After`.
+BACKOFF_S = 0.25
+
+
+def retry_delay_s(error: BaseException | None, retries: int) -> float | None:
+    """How long to wait before trying again after `error`, or None when it is not worth another try.
+
+    A 429 or a 5xx is retried: after the provider's `Retry-After` (seconds, or an HTTP date) when it
+    sends one, else after an exponential backoff from `BACKOFF_S`. The caller gives up when the wait
+    would outlast the request's timeout.
+    """
+    status = getattr(error, "status_code", None)
+    if status not in RETRY_STATUSES:
+        return None
+    after = _retry_after_s(error)
+    return after if after is not None else BACKOFF_S * 2**retries
+
+
+def _retry_after_s(error: BaseException | None) -> float | None:
+    for source in (getattr(error, "response", None), error):
+        headers = getattr(source, "headers", None) or getattr(source, "litellm_response_headers", None)
+        value = headers.get("retry-after") if headers is not None else None
+        if not value:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError):
+                when = email.utils.parsedate_to_datetime(value)
+                return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None
+
+
 @contextmanager
-def _provider_errors(model: str, timeout_s: float, api_base: str | None = None) -> Iterator[None]:
+def _provider_errors(
+    model: str, timeout_s: float, api_base: str | None = None, *, retries: int = 0
+) -> Iterator[None]:
     """Re-raise whatever the provider call raised as `LLMError`, with a one-line message.
 
     LiteLLM raises its own classes, the OpenAI SDK's, httpx's and plain exceptions depending on the
@@ -207,9 +261,14 @@ def _provider_errors(model: str, timeout_s: float, api_base: str | None = None) 
     except LLMError:
         raise
     except TimeoutError as exc:
-        raise LLMError(f"model {model!r} timed out after {timeout_s:g}s") from exc
+        raise LLMError(f"model {model!r} timed out after {timeout_s:g}s", retries=retries) from exc
     except Exception as exc:
-        raise LLMError(_describe(model, exc, timeout_s, api_base)) from exc
+        status = getattr(exc, "status_code", None)
+        raise LLMError(
+            _describe(model, exc, timeout_s, api_base),
+            status=status if isinstance(status, int) else None,
+            retries=retries,
+        ) from exc
 
 
 _PREFIXES = re.compile(r"^(?:(?:litellm\.)?\w+(?:Error|Exception|Timeout)\s*[:\-]\s*)+")

@@ -16,10 +16,13 @@ import pytest
 
 from engine.config import Limits, SessionConfig
 from engine.deliberation import Deliberation
-from engine.errors import AgentUnavailable, BusUnavailable, StoreUnavailable
+from engine.errors import AgentUnavailable, BusUnavailable, LLMError, StoreUnavailable
 from engine.events import SessionCompleted, SessionEvent, TurnCompleted
 from engine.history import SessionLog
-from engine.ports import LLMRequest
+from engine.outcome import retally
+from engine.ports import LLMRequest, LLMResponse
+from engine.report import SessionUsage
+from engine.rules import VOTING_RULES, VotingRule
 from engine.testing import (
     STALL,
     InMemoryStore,
@@ -238,12 +241,9 @@ def valid_json(request: LLMRequest) -> str:
     if request.schema_name == "proposal":
         return json.dumps({"title": f"{agent} plan", "description": "do it", "benefits": [], "steps": []})
     assert request.json_schema is not None
-    field, shape = next((k, v) for k, v in request.json_schema["properties"].items() if k != "reason")
-    if field == "choice":
-        return json.dumps({"choice": shape["enum"][0], "reason": "best"})
-    if field == "ratings":
-        return json.dumps({"ratings": dict.fromkeys(shape["properties"], 3), "reason": "fine"})
-    return json.dumps({field: shape["items"]["enum"], "reason": "in order"})
+    labels = request.json_schema["properties"]["ranking"]["items"]["enum"]
+    ratings = {label: max(1, 5 - i) for i, label in enumerate(labels)}
+    return json.dumps({"ranking": labels, "ratings": ratings, "reason": "in order"})
 
 
 def is_repair(request: LLMRequest) -> bool:
@@ -340,6 +340,62 @@ async def test_a_stalled_agent_times_out_into_a_fallback_and_the_others_go_on() 
     assert stalled.reply.error == "timeout after 0s"
     assert not turn(log, "round-2", "skeptic").fallback
     assert [p.author for p in log.proposals()] == TEAM
+
+
+# -- usage: every request sent is counted ----------------------------------------------------------
+
+
+def session_usage(log: SessionLog) -> SessionUsage:
+    assert log.completed is not None
+    return log.completed.result.usage
+
+
+async def test_a_turn_that_timed_out_counts_its_request_as_a_failed_call() -> None:
+    agents = ScriptedAgents({("skeptic", "round-1"): STALL})
+    log = await deliberate(agents, rounds=1, limits=Limits(turn_timeout_s=0.05))
+    usage = session_usage(log)
+    assert (usage.llm_calls, usage.llm_calls_failed) == (9, 1)  # 8 answered turns and the stalled one
+    assert (usage.by_agent["skeptic"].llm_calls, usage.by_agent["skeptic"].llm_calls_failed) == (3, 1)
+    assert (usage.by_phase["discussion"].llm_calls, usage.by_phase["discussion"].llm_calls_failed) == (3, 1)
+    assert usage.by_phase["vote"].llm_calls_failed == 0
+
+
+async def test_requests_the_model_client_retried_are_counted_as_failed_calls_and_retries() -> None:
+    llm = FunctionLLM(lambda r: LLMResponse(text=valid_json(r), model="m", retries=1))
+    log = await deliberate(in_process(llm), rounds=1)
+    usage = session_usage(log)
+    turns = 3 * len(TEAM)
+    assert (usage.llm_calls, usage.llm_calls_failed, usage.llm_retries) == (2 * turns, turns, turns)
+    assert usage.by_phase["vote"].llm_retries == len(TEAM)
+
+
+async def test_a_provider_error_is_counted_as_a_failed_call() -> None:
+    def fail_for_the_skeptic(request: LLMRequest) -> str:
+        if request.metadata["agent"] == "skeptic":
+            raise LLMError("HTTP 500 from the provider")
+        return valid_json(request)
+
+    log = await deliberate(in_process(FunctionLLM(fail_for_the_skeptic)), rounds=1)
+    assert turn(log, "round-1", "skeptic").reason == "model error: HTTP 500 from the provider"
+    skeptic = session_usage(log).by_agent["skeptic"]
+    assert (skeptic.llm_calls, skeptic.llm_calls_failed) == (3, 3)
+    assert session_usage(log).by_agent["analyst"].llm_calls_failed == 0
+
+
+# -- ballots carry the whole preference ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", VOTING_RULES)
+async def test_a_session_re_counts_under_any_rule_from_its_stored_ballots(rule: VotingRule) -> None:
+    log = await deliberate(in_process(FunctionLLM(valid_json)), rounds=1, voting_rule="rated")
+    stored = [t.ballot for t in log.turns.values() if t.step == "votes"]
+    assert all(b is not None and {"choice", "ratings", "ranking", "approve"} <= b.keys() for b in stored)
+    recount = retally(log, rule)
+    assert recount is not None
+    assert recount.rule == rule
+    assert recount.valid_ballots == len(TEAM)
+    assert recount.invalid == []
+    assert retally(SessionLog(log.events), rule) == recount  # offline, and the same every time
 
 
 # -- budget ----------------------------------------------------------------------------------------
@@ -439,20 +495,62 @@ async def test_a_passed_deadline_ends_the_discussion_and_no_agent_is_asked_again
 
 
 async def test_a_turn_gets_no_more_time_than_the_deadline_leaves() -> None:
-    """Round 1 leaves 0.05 s of the deadline: a stalled proposal is cut off then, not after 60 s."""
+    """Proposals leave 0.05 s of the deadline: a stalled vote is cut off then, not after 60 s."""
+    clock = ManualClock()
+
+    def script(request: TurnRequest) -> Scripted | None:
+        if request.step == "proposals" and request.agent == "analyst":
+            clock.advance(99.95)
+        return STALL if request.step == "votes" and request.agent == "analyst" else None
+
+    limits = Limits(session_deadline_s=100, turn_timeout_s=60)
+    log = await deliberate(ScriptedAgents(script), clock=clock, rounds=1, limits=limits)
+    stalled = turn(log, "votes", "analyst")
+    assert stalled.fallback
+    assert stalled.reason == "timeout after 0s"  # not "after 60s"
+    assert result_tally(log)["valid_ballots"] == 2
+
+
+async def test_a_stalling_first_round_leaves_the_reserve_for_proposals_and_votes() -> None:
+    """Every round-1 turn stalls with a turn timeout longer than the deadline; the session still decides.
+
+    The discussion's turns end at 60% of the deadline, proposals by 80%, and the votes keep the rest.
+    The clock is the real one: the deadline is half a second.
+    """
+    agents = ScriptedAgents({(agent, "round-1"): STALL for agent in TEAM})
+    limits = Limits(session_deadline_s=0.5, turn_timeout_s=60)
+    log = await deliberate(agents, rounds=3, early_stop=False, limits=limits)
+    assert all(turn(log, "round-1", agent).reason == "timeout after 0s" for agent in TEAM)
+    assert agents.asked_for("round-2") == []
+    assert [p.author for p in log.proposals()] == TEAM
+    assert result_tally(log)["valid_ballots"] == len(TEAM)
+    assert result_tally(log)["winner"] is not None
+
+
+@pytest.mark.parametrize(
+    ("advance", "reason"),
+    [(65, "the time for proposals passed"), (100, "session deadline passed")],
+)
+async def test_a_step_whose_time_passed_falls_back_at_once_with_a_clear_reason(
+    advance: float, reason: str
+) -> None:
+    """Proposals past their end are not asked; the report says why there is no decision."""
     clock = ManualClock()
 
     def script(request: TurnRequest) -> Scripted | None:
         if request.step == "round-1" and request.agent == "analyst":
-            clock.advance(99.95)
-        return STALL if request.step == "proposals" and request.agent == "analyst" else None
+            clock.advance(advance)
+        return None
 
-    limits = Limits(session_deadline_s=100, turn_timeout_s=60)
-    log = await deliberate(ScriptedAgents(script), clock=clock, rounds=1, limits=limits)
-    stalled = turn(log, "proposals", "analyst")
-    assert stalled.fallback
-    assert stalled.reason == "timeout after 0s"  # not "after 60s"
-    assert [p.author for p in log.proposals()] == ["skeptic", "pragmatist"]
+    # The discussion's 30 s leave a 70 s reserve: proposals end by 65 s, votes by 100 s.
+    limits = Limits(session_deadline_s=100, discussion_share=0.3)
+    agents = ScriptedAgents(script)
+    log = await deliberate(agents, clock=clock, rounds=1, limits=limits)
+    assert agents.asked_for("proposals") == []
+    assert {turn(log, "proposals", agent).reason for agent in TEAM} == {reason}
+    assert log.completed is not None
+    degraded = log.completed.result.degraded
+    assert degraded[-1].reason == "no agent produced a valid proposal"
 
 
 # -- resume after a crash --------------------------------------------------------------------------
@@ -538,6 +636,25 @@ async def test_a_session_cancelled_mid_step_resumes_without_asking_a_completed_t
     await Deliberation(SESSION, cfg, agents=again, store=store).run()
     assert (again.asked[0].step, again.asked[0].agent) == ("round-2", "skeptic")
     assert len(again.asked) == 1 + 2 * len(TEAM)
+
+
+async def test_a_request_in_flight_when_the_process_stopped_is_counted_as_a_failed_call() -> None:
+    store = InMemoryStore()
+    cfg = config(rounds=ROUNDS, early_stop=False)
+    first = ScriptedAgents({("skeptic", "round-2"): STALL})
+    task = asyncio.create_task(Deliberation(SESSION, cfg, agents=first, store=store).run())
+    while len(turns_in(store.get_events(SESSION))) < 5:
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await Deliberation(SESSION, cfg, agents=ScriptedAgents(), store=store).run()
+    usage = session_usage(SessionLog(store.get_events(SESSION)))
+    assert (usage.llm_calls, usage.llm_calls_failed) == (len(ALL_TURNS) + 1, 1)
+    assert (usage.by_agent["skeptic"].llm_calls, usage.by_agent["skeptic"].llm_calls_failed) == (
+        ROUNDS + 3,
+        1,
+    )
 
 
 async def test_a_completed_session_is_not_run_again() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import LLMOutputInvalid
+from engine.rules import VOTING_RULES, VotingRule
 from engine.schemas import (
     ballot_problem,
     ballot_schema,
@@ -55,32 +56,45 @@ def test_proposal_needs_title_and_description() -> None:
     )
 
 
+FULL = {"ranking": ["B", "A"], "ratings": {"A": 3, "B": 5, "C": 1}}
+
+
 @pytest.mark.parametrize(
     ("rule", "ballot", "problem"),
     [
-        ("majority", {"choice": "B"}, None),
-        ("majority", {"choice": "Z"}, "unknown option 'Z'; choose one of A, B, C"),
-        ("majority", {}, "missing field 'choice'"),
-        ("rated", {"ratings": {"A": 5, "B": 1}}, None),
-        ("rated", {"ratings": {"A": 6}}, "rating 6 for 'A' is outside 1-5"),
-        ("rated", {"ratings": {"A": True}}, "rating True for 'A' is outside 1-5"),
-        ("ranked", {"ranking": ["B", "A"]}, None),
-        ("ranked", {"ranking": ["B", "B"]}, "option 'B' is listed twice"),
-        ("condorcet", {"ranking": []}, "missing field 'ranking'"),
-        ("approval", {"approve": ["A", "C"]}, None),
-        ("approval", {"approve": ["D"]}, "unknown option 'D'; choose from A, B, C"),
+        ("majority", FULL, None),
+        ("rated", FULL, None),
+        ("condorcet", FULL, None),
+        ("approval", {**FULL, "ranking": ["Z"]}, "unknown option 'Z'; choose from A, B, C"),
+        ("majority", {"choice": "B"}, "missing field 'ranking'"),
+        ("ranked", {"ranking": ["B", "A"]}, "missing field 'ratings'"),
+        ("rated", {"ratings": {"A": 5, "B": 1}}, "missing field 'ranking'"),
+        ("rated", {**FULL, "ratings": {"A": 6}}, "rating 6 for 'A' is outside 1-5"),
+        ("ranked", {**FULL, "ratings": {"A": True}}, "rating True for 'A' is outside 1-5"),
+        ("ranked", {**FULL, "ranking": ["B", "B"]}, "option 'B' is listed twice"),
+        ("condorcet", {**FULL, "ranking": []}, "missing field 'ranking'"),
+        (
+            "rated",
+            {"ranking": "B", "ratings": {"A": 9}},
+            "rating 9 for 'A' is outside 1-5",
+        ),  # its own field first
     ],
 )
 def test_ballot_problems(rule: str, ballot: dict[str, object], problem: str | None) -> None:
+    """A ballot carries a ranking and ratings under every rule."""
     assert ballot_problem(ballot, rule, LABELS) == problem  # type: ignore[arg-type]
 
 
-def test_ballot_schema_only_allows_the_voters_labels() -> None:
-    schema = ballot_schema("ranked", LABELS)
+@pytest.mark.parametrize("rule", VOTING_RULES)
+def test_the_ballot_schema_asks_for_the_whole_preference_in_the_voters_labels(rule: VotingRule) -> None:
+    schema = ballot_schema(rule, LABELS)
+    assert schema["required"] == (
+        ["ratings", "ranking", "reason"] if rule == "rated" else ["ranking", "ratings", "reason"]
+    )
     assert schema["properties"]["ranking"]["items"]["enum"] == LABELS
-    rated = ballot_schema("rated", LABELS)
-    assert rated["properties"]["ratings"]["required"] == LABELS
+    assert schema["properties"]["ratings"]["required"] == LABELS
 
 
 def test_parse_ballot_keeps_only_ballot_fields() -> None:
-    assert parse_ballot('{"choice": "A", "reason": "best"}', "majority", LABELS) == {"choice": "A"}
+    text = '{"ranking": ["A"], "ratings": {"A": 4}, "reason": "best"}'
+    assert parse_ballot(text, "majority", LABELS) == {"ratings": {"A": 4}, "ranking": ["A"]}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from engine.ballots import complete_ballot
 from engine.errors import BallotDocumentError
 from engine.rules import VOTING_RULES, VotingRule
 from engine.voting import (
@@ -455,6 +456,34 @@ def test_abstentions_add_deliberate_and_invalid_ballots() -> None:
     assert [i.voter for i in result.invalid] == ["b", "d"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"choice": "P1"}, {"choice": "P2"}),
+        ({"choice": "P1"}, {"choice": "P1"}),
+        ({"abstain": True}, {"choice": "P2"}),
+        ({"choice": "P9"}, {"choice": "P2"}),
+    ],
+)
+def test_a_second_ballot_from_the_same_voter_is_invalid_and_the_first_counts(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    ballots = [{"voter": "twice", **first}, {"voter": "other", "choice": "P3"}, {"voter": "twice", **second}]
+    plain = tally(doc("majority", ballots[:2]))
+    result = tally(doc("majority", ballots))
+    assert result.scores == plain.scores
+    assert result.valid_ballots == plain.valid_ballots
+    assert result.invalid == [*plain.invalid, InvalidBallot(voter="twice", reason="duplicate voter")]
+    assert result.abstentions == plain.abstentions + 1
+
+
+def test_duplicate_voter_is_refused_through_the_jsonl_path() -> None:
+    line = json.dumps({"rule": "approval", "candidates": P3, "ballots": cast("approve", ["P1"]) * 2})
+    out = tally_jsonl_line(line, rule=None, seed=None)
+    assert out["scores"] == {"P1": 1, "P2": 0, "P3": 0}
+    assert out["invalid"] == [{"voter": "v0", "reason": "duplicate voter"}]
+
+
 @pytest.mark.parametrize("rule", VOTING_RULES)
 @pytest.mark.parametrize(
     "ballots",
@@ -825,3 +854,38 @@ def test_ballot_fits_when_it_carries_the_rules_field(
     rule: VotingRule, ballot: dict[str, Any], fits: bool
 ) -> None:
     assert ballot_fits(rule, ballot) is fits
+
+
+@pytest.mark.parametrize(
+    ("ballot", "choice", "approve"),
+    [
+        ({"ranking": ["P2", "P1", "P3"], "ratings": {"P1": 4, "P2": 5, "P3": 1}}, "P2", ["P2", "P1"]),
+        ({"ranking": ["P3", "P1"], "ratings": {"P1": 2, "P3": 3}}, "P3", ["P3"]),  # none rated 4: the first
+        ({"ranking": ["P1"], "ratings": {"P1": 3, "P2": 4}}, "P1", ["P2"]),  # rated but unranked
+    ],
+)
+def test_a_full_preference_ballot_derives_its_choice_and_approvals(
+    ballot: dict[str, Any], choice: str, approve: list[str]
+) -> None:
+    completed = complete_ballot(ballot)
+    assert (completed["choice"], completed["approve"]) == (choice, approve)
+    for rule in VOTING_RULES:
+        assert ballot_fits(rule, completed)
+
+
+@pytest.mark.parametrize(
+    "ballot",
+    [
+        {"ranking": ["P1"]},
+        {"ratings": {"P1": 5}},
+        {"ranking": "P1", "ratings": {"P1": 5}},
+        {"ranking": ["P1"], "ratings": {"P1": 5}, "choice": "P3", "approve": []},
+    ],
+)
+def test_completing_a_ballot_derives_nothing_it_lacks_the_grounds_for_and_keeps_what_was_cast(
+    ballot: dict[str, Any],
+) -> None:
+    completed = complete_ballot(ballot)
+    assert {k: completed[k] for k in ballot} == ballot
+    if "choice" not in ballot:
+        assert "choice" not in completed

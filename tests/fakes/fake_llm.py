@@ -10,6 +10,9 @@ Knobs (constructor keywords, `FakeLLM.set`, or `POST /_control` for a server in 
     latency_s       fixed delay before each reply
     malformed_rate  probability that the content is chatter instead of JSON
     error_rate      probability of an HTTP 500 with an OpenAI-style error body
+    fail_first      answer the first N requests (counted since the last reset) with `fail_status`
+    fail_status     the HTTP status of those failures: 429 (rate limited) or 500, 502, 503
+    retry_after_s   when set, failures carry a `Retry-After` header of this many seconds
     stall           accept requests and never answer (until the server stops)
     seed            seeds the RNG behind the two rates, and salts the generated content
     reply           a fixed content string for every reply (None: generate one)
@@ -68,6 +71,9 @@ class Knobs:
     stall: bool = False
     seed: int = 0
     reply: str | None = None
+    fail_first: int = 0
+    fail_status: int = 500
+    retry_after_s: float | None = None
 
 
 KNOB_NAMES = frozenset(f.name for f in fields(Knobs))
@@ -215,11 +221,15 @@ class FakeLLM:
     # -- what the request handler calls -----------------------------------------------------------
 
     def record_request(self, body: dict[str, Any]) -> tuple[Knobs, float, float]:
-        """Record a chat request; return the knobs in force and two rolls of the RNG."""
+        """Record a chat request; return the knobs in force and two rolls of the RNG.
+
+        While the request is one of the first `fail_first`, the error roll is -1, below any rate.
+        """
         with self._lock:
             self._requests.append(body)
             self._count += 1
-            return Knobs(**asdict(self._knobs)), self._rng.random(), self._rng.random()
+            error_roll = -1.0 if self._count <= self._knobs.fail_first else self._rng.random()
+            return Knobs(**asdict(self._knobs)), error_roll, self._rng.random()
 
     def wait_until_stopped(self, timeout: float | None = None) -> bool:
         """Block until the server stops or `timeout` passes; whether it stopped."""
@@ -301,10 +311,11 @@ class _Handler(BaseHTTPRequestHandler):
         if knobs.latency_s > 0 and fake.wait_until_stopped(knobs.latency_s):
             self.close_connection = True
             return
+        if error_roll < 0:
+            self._send_failure(knobs.fail_status, knobs.retry_after_s)
+            return
         if error_roll < knobs.error_rate:
-            self._send_error(
-                500, "The fake server had an error while processing your request.", "server_error"
-            )
+            self._send_failure(500, knobs.retry_after_s)
             return
         content = fake.responder(body) if fake.responder is not None else None
         if content is None:
@@ -340,9 +351,21 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return value
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+    def _send_failure(self, status: int, retry_after_s: float | None) -> None:
+        if status == 429:
+            message, kind = "Rate limit reached for requests; please retry later.", "rate_limit_exceeded"
+        else:
+            message, kind = "The fake server had an error while processing your request.", "server_error"
+        headers = {"Retry-After": f"{retry_after_s:g}"} if retry_after_s is not None else {}
+        self._send_json(
+            status, {"error": {"message": message, "type": kind, "param": None, "code": kind}}, headers
+        )
+
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -136,7 +136,7 @@ def test_enum_items_in_an_array_are_never_repeated() -> None:
 def test_different_prompts_pick_different_options() -> None:
     """Agents with different prompts do not all vote alike, so tallies have something to count."""
     schema = ballot_schema("majority", LABELS)
-    choices = {generate_instance(schema, seed=f"agent-{i}")["choice"] for i in range(12)}
+    choices = {generate_instance(schema, seed=f"agent-{i}")["ranking"][0] for i in range(12)}
     assert len(choices) > 1
 
 

@@ -128,15 +128,20 @@ async def test_malformed_content_is_returned_as_text(fake_llm: FakeLLM) -> None:
 
 
 async def test_one_request_per_call_even_when_calls_fail(fake_llm: FakeLLM) -> None:
-    """num_retries=0: LiteLLM makes no hidden retries, so the fake sees exactly the calls made."""
+    """num_retries=0: LiteLLM makes no hidden retries, so the fake sees exactly the calls made, and
+    the retries of a 5xx are our own, each reported."""
     model = model_for(fake_llm)
     for _ in range(3):
         await model.complete(request(schema=PROPOSAL_SCHEMA))
-    fake_llm.set(error_rate=1.0)
+    fake_llm.set(fail_first=1000, fail_status=400)  # a client error is never retried
     for _ in range(2):
         with pytest.raises(LLMError):
             await model.complete(request())
     assert fake_llm.request_count == 5
+    fake_llm.set(fail_status=500)
+    with pytest.raises(LLMError) as caught:
+        await model.complete(request(timeout_s=1))
+    assert fake_llm.request_count == 5 + 1 + caught.value.retries
 
 
 async def test_a_request_model_overrides_the_configured_one(fake_llm: FakeLLM) -> None:
@@ -218,3 +223,42 @@ async def test_smollm2_answers_through_litellm_with_schema_valid_json() -> None:
     assert response.model == LOCAL_MODEL
     assert response.prompt_tokens > 0
     assert response.completion_tokens > 0
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_a_rate_limit_or_server_error_is_retried_and_the_retries_are_reported(
+    fake_llm: FakeLLM, status: int
+) -> None:
+    fake_llm.set(fail_first=2, fail_status=status)
+    response = await model_for(fake_llm).complete(request(timeout_s=10))
+    assert response.text
+    assert response.retries == 2
+    assert fake_llm.request_count == 3
+
+
+async def test_retry_after_is_honoured(fake_llm: FakeLLM) -> None:
+    """The provider asks for 3 s; with only 1 s of timeout left there is no second try."""
+    fake_llm.set(fail_first=1, fail_status=429, retry_after_s=3)
+    with pytest.raises(LLMError, match="HTTP 429") as caught:
+        await model_for(fake_llm).complete(request(timeout_s=1))
+    assert caught.value.status == 429
+    assert caught.value.retries == 0
+    assert fake_llm.request_count == 1
+    fake_llm.reset()
+    fake_llm.set(fail_first=1, retry_after_s=0.2)
+    response = await model_for(fake_llm).complete(request(timeout_s=5))
+    assert response.retries == 1
+
+
+async def test_retries_stop_within_the_timeout(fake_llm: FakeLLM) -> None:
+    fake_llm.set(fail_first=1000, fail_status=500)
+    with pytest.raises(LLMError, match="HTTP 500") as caught:
+        await model_for(fake_llm).complete(request(timeout_s=1))
+    assert caught.value.retries == fake_llm.request_count - 1 > 0
+
+
+async def test_a_client_error_is_not_retried(fake_llm: FakeLLM) -> None:
+    fake_llm.set(fail_first=5, fail_status=400)
+    with pytest.raises(LLMError, match="HTTP 400"):
+        await model_for(fake_llm).complete(request(timeout_s=5))
+    assert fake_llm.request_count == 1
