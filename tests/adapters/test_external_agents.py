@@ -196,9 +196,10 @@ def test_two_workers_serve_the_team_sharing_each_persona_and_each_turn_is_answer
     assert cards == {}, "workers leave the registry when they stop"
     for agent in ("analyst", "skeptic"):
         left = [e for e in events if e.kind == "left" and e.agent == agent]
-        # Stopping at the same moment, both may see no one else left; at least the last one does.
+        # Stopping at the same moment, both may see no one else left; at least the last to leave does,
+        # though its event need not be the last written.
         assert sorted(e.instance for e in left) == sorted(w.name for w in workers)
-        assert left[-1].status == "offline"
+        assert "offline" in {e.status for e in left}
 
 
 def test_ask_names_the_personas_no_worker_serves_and_records_no_session(env: dict[str, str]) -> None:

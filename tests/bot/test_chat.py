@@ -245,7 +245,7 @@ async def test_one_running_session_per_channel(chat: ChatService, fake_llm: Fake
 async def test_a_flaky_llm_still_gives_a_result_with_a_degraded_notice(
     chat: ChatService, fake_llm: FakeLLM
 ) -> None:
-    fake_llm.set(error_rate=0.5, seed=3)
+    fake_llm.set(error_rate=0.5, fail_status=400, seed=3)  # 400: not retried
     rec = Recorder()
     report = await finish(await chat.handle("!roundtable Flaky? --rounds 2 --team full", origin(), rec))
     assert report.status == "completed"

@@ -9,9 +9,9 @@ Knobs (constructor keywords, `FakeLLM.set`, or `POST /_control` for a server in 
 
     latency_s       fixed delay before each reply
     malformed_rate  probability that the content is chatter instead of JSON
-    error_rate      probability of an HTTP 500 with an OpenAI-style error body
+    error_rate      probability of an HTTP error (`fail_status`, 500 by default) with an OpenAI-style body
     fail_first      answer the first N requests (counted since the last reset) with `fail_status`
-    fail_status     the HTTP status of those failures: 429 (rate limited) or 500, 502, 503
+    fail_status     the HTTP status of injected failures: 429 (rate limited), 500, 502, 503 (retried), or 400
     retry_after_s   when set, failures carry a `Retry-After` header of this many seconds
     stall           accept requests and never answer (until the server stops)
     seed            seeds the RNG behind the two rates, and salts the generated content
@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_failure(knobs.fail_status, knobs.retry_after_s)
             return
         if error_roll < knobs.error_rate:
-            self._send_failure(500, knobs.retry_after_s)
+            self._send_failure(knobs.fail_status, knobs.retry_after_s)
             return
         content = fake.responder(body) if fake.responder is not None else None
         if content is None:

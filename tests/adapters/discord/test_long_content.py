@@ -82,7 +82,7 @@ async def all_pages(
 async def test_half_failing_model_still_posts_the_result_with_the_degraded_notice(
     world: World, chat_settings: Callable[..., Settings], fake_llm: FakeLLM
 ) -> None:
-    fake_llm.set(error_rate=0.5, seed=3)
+    fake_llm.set(error_rate=0.5, fail_status=400, seed=3)  # 400: not retried
     fake = world.fake
     async with running_bot(chat_settings(), fake) as bot:
         outcome = await bot.outcome_of(

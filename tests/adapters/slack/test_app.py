@@ -278,7 +278,7 @@ async def test_buttons_work_on_a_fresh_app_instance_after_a_restart(
 async def test_a_flaky_llm_still_posts_a_result_with_a_degraded_notice(
     bot: SlackBot, fake_llm: FakeLLM
 ) -> None:
-    fake_llm.set(error_rate=0.5, seed=3)
+    fake_llm.set(error_rate=0.5, fail_status=400, seed=3)  # 400: not retried
     await bot.message("!roundtable Flaky or steady? --team full")
     calls = await bot.wait(lambda cs: any(is_result(c) for c in cs))
     result = next(c for c in calls if is_result(c))
